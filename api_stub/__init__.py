@@ -1,0 +1,1 @@
+"""The thin intake: HTTP in, one Redis round trip, 202 out. It never touches PostgreSQL."""

@@ -1,0 +1,163 @@
+"""Routes and the ASGI app. Run with `sigingest api` (Granian) or any ASGI server:
+`granian --interface asgi --factory api_stub.app:create_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import orjson
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from api_stub.intake import IntakeError, parse_petition_id, parse_submission
+from api_stub.queue import IntakeQueue
+from worker.errors import QueueUnavailable
+from worker.keys import Keys
+from worker.pipeline.wording import call_to_action
+from worker.settings import Settings
+
+RETRY_AFTER_DOWN = "1"
+RETRY_AFTER_FULL = "5"
+
+
+def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+class Intake:
+    """The handlers, holding what they need: settings, the queue, the IP-hash key."""
+
+    def __init__(self, settings: Settings, queue: IntakeQueue) -> None:
+        self.settings = settings
+        self.queue = queue
+        self._ip_key = settings.ip_hash_secret.encode()
+
+    def ip_hash(self, request: Request) -> str | None:
+        """A keyed hash of the client address; the raw address goes no further than here."""
+        address = request.client.host if request.client else None
+        if self.settings.trusted_proxy_header:
+            forwarded = request.headers.get(self.settings.trusted_proxy_header)
+            if forwarded:
+                address = forwarded.split(",", 1)[0].strip()
+        if not address:
+            return None
+        return hmac.new(self._ip_key, address.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def read_body(self, request: Request) -> bytes:
+        """The body, refused past `MAX_BODY_BYTES` (413) or after `BODY_TIMEOUT_SECONDS` (408)."""
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise IntakeError(413, "body_too_large", f"the body must be at most {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.settings.body_timeout_seconds):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise IntakeError(413, "body_too_large", f"the body must be at most {limit} bytes")
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise IntakeError(408, "body_timeout", "the body took too long to arrive") from None
+        return b"".join(chunks)
+
+    async def sign(self, request: Request) -> Response:
+        petition_id = parse_petition_id(request.path_params["petition_id"])
+        body = await self.read_body(request)
+        fields = parse_submission(
+            request.headers.get("content-type"), body, request.headers.get("idempotency-key")
+        )
+        receipt = uuid.uuid4().hex
+        appended = await self.queue.append(
+            petition_id, fields, receipt, time.time_ns() // 1_000_000, self.ip_hash(request)
+        )
+        if appended.status == "ok":
+            return json_response({"receipt": appended.receipt, "status": "queued"}, 202)
+        if appended.status == "closed":
+            raise IntakeError(409, "petition_closed", "this petition no longer takes signatures")
+        if appended.status == "full":
+            return json_response(
+                {"error": "backlog_full", "detail": "too many signatures waiting; try again shortly"},
+                503, {"Retry-After": RETRY_AFTER_FULL},
+            )
+        raise IntakeError(404, "petition_not_found", "no open petition with this id")
+
+    async def petition(self, request: Request) -> Response:
+        petition_id = parse_petition_id(request.path_params["petition_id"])
+        card = await self.queue.petition(petition_id)
+        if card is None:
+            raise IntakeError(404, "petition_not_found", "no petition with this id")
+        return json_response({
+            "id": card.id,
+            "slug": card.slug,
+            "title": card.title,
+            "starter_name": card.starter_name,
+            "status": card.status,
+            "signature_count": card.signature_count,
+            "call_to_action": call_to_action(card.starter_name, card.status, card.signature_count),
+        })
+
+    async def healthz(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        await self.queue.ping()
+        return json_response({"status": "ready"})
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def answering_errors(handler: Handler) -> Handler:
+    """Turn `IntakeError` and `QueueUnavailable` into their documented answers."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except IntakeError as exc:
+            return json_response(exc.body(), exc.status)
+        except QueueUnavailable:
+            return json_response(
+                {"error": "unavailable", "detail": "the queue is unreachable; try again shortly"},
+                503, {"Retry-After": RETRY_AFTER_DOWN},
+            )
+
+    return wrapped
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The intake app. Settings are read from the environment when not given."""
+    settings = settings or Settings.from_env()
+    keys = Keys(settings.key_prefix, settings.shards)
+    client = aioredis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=1, socket_timeout=5, max_connections=256
+    )
+    intake = Intake(settings, IntakeQueue(
+        client, keys, idempotency_ttl=settings.idempotency_ttl_seconds, max_backlog=settings.max_backlog
+    ))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    routes = [
+        Route("/petitions/{petition_id}/signatures", answering_errors(intake.sign), methods=["POST"]),
+        Route("/petitions/{petition_id}", answering_errors(intake.petition), methods=["GET"]),
+        Route("/healthz", intake.healthz, methods=["GET"]),
+        Route("/readyz", answering_errors(intake.readyz), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.intake = intake
+    return app

@@ -1,0 +1,116 @@
+"""Helpers shared by tests: drain until quiet, read the invariant, append raw entries."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+from worker.keys import CONSUMER_GROUP
+from worker.runtime import Runtime
+from worker.settings import Settings
+
+
+def backlog(rt: Runtime) -> tuple[int, int]:
+    """(entries never delivered, entries pending) over every shard."""
+    unread = pending = 0
+    for stream in rt.keys.streams():
+        if not rt.redis.exists(stream):
+            continue
+        groups = [g for g in rt.redis.xinfo_groups(stream) if g["name"].decode() == CONSUMER_GROUP]
+        if not groups:
+            unread += int(rt.redis.xlen(stream))
+        for group in groups:
+            unread += int(group.get("lag") or 0)
+            pending += int(group["pending"])
+    return unread, pending
+
+
+def drain_everything(rt: Runtime, timeout: float = 30.0) -> int:
+    """Step the drainer until nothing is left unread or pending; returns entries handled."""
+    handled = 0
+    deadline = time.monotonic() + timeout
+    rt.streams.ensure_groups()
+    while time.monotonic() < deadline:
+        handled += rt.drainer.step()
+        unread, pending = backlog(rt)
+        if unread == 0 and pending == 0:
+            return handled
+    raise AssertionError(f"streams did not drain in {timeout}s: {backlog(rt)}")
+
+
+@dataclass
+class Invariant:
+    """The promise, read from the database."""
+
+    signatures: int
+    rejected: int
+    counts_match: bool
+    duplicate_receipts: int
+
+
+def read_invariant(db: psycopg.Connection[tuple[object, ...]]) -> Invariant:
+    signatures = db.execute("SELECT count(*) FROM signatures WHERE receipt NOT LIKE 'starter-%%'").fetchone()
+    rejected = db.execute("SELECT count(*) FROM rejected_signatures").fetchone()
+    mismatches = db.execute(
+        """SELECT count(*) FROM petitions p WHERE p.signature_count <> (
+             SELECT count(*) FROM signatures s WHERE s.petition_id = p.id AND s.state = 'validated')"""
+    ).fetchone()
+    both = db.execute(
+        "SELECT count(*) FROM signatures s JOIN rejected_signatures r USING (receipt)"
+    ).fetchone()
+    assert signatures and rejected and mismatches and both
+    return Invariant(int(signatures[0]), int(rejected[0]), mismatches[0] == 0, int(both[0]))  # type: ignore[call-overload]
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a child process needs to run with `settings`."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    for name, value in settings.model_dump().items():
+        env[name.upper()] = str(value)
+    env.update(extra)
+    return env
+
+
+def start_worker(settings: Settings, name: str, concurrency: int = 2, queues: str = "ingest",
+                 **extra_env: str) -> subprocess.Popen[bytes]:
+    """A real Celery worker process (`celery -A worker worker`) for `settings`."""
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", queues, "-c", str(concurrency),
+         "-n", f"{name}@%h", "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
+        env=settings_env(settings, **extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
+    """SIGTERM (Celery's warm shutdown), wait, and return what it printed."""
+    import signal
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    out = proc.stdout.read() if proc.stdout else b""
+    return out.decode(errors="replace")

@@ -1,0 +1,37 @@
+"""The Celery app: `celery -A worker worker -Q ingest` drains, `-Q reminders` sends reminders.
+
+Celery's convention (`proj/celery.py`) lets `celery -A worker` find `app` here without
+`worker/__init__.py` importing Celery, so the intake stays light.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.keys import INGEST_QUEUE, REMINDERS_QUEUE
+from worker.settings import Settings
+
+settings = Settings.from_env()
+
+app = Celery("worker", broker=settings.broker_url)
+app.conf.update(
+    task_default_queue=INGEST_QUEUE,
+    task_queues=None,
+    task_create_missing_queues=True,
+    task_routes={"reminders.*": {"queue": REMINDERS_QUEUE}},
+    # Each worker consumes its own direct queue: drain slices are chained through it.
+    worker_direct=True,
+    # A drain slice whose process dies is redelivered, not acknowledged (the chain survives).
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    imports=("worker.tasks",),
+    beat_schedule={},
+)
+
+from worker import watchdog  # noqa: E402  (registers the worker bootstep on `app`)
+
+watchdog.install(app, settings)

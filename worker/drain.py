@@ -1,0 +1,139 @@
+"""The drain loop: read a batch, plan it, write it, acknowledge it, publish the counts.
+
+`Drainer.run_until` is what a Celery drain task runs for one time slice. Order per batch:
+commit in PostgreSQL, then `XACK`, then the live count in Redis. A crash anywhere before the
+`XACK` leaves the entries pending; they are claimed again (`claim_stale`) and the store's unique
+receipts make the second pass change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from worker.errors import BatchRejected, RetryLater
+from worker.pipeline.emails import EmailChecker
+from worker.pipeline.entry import Entry
+from worker.pipeline.plan import Poison, plan_batch
+from worker.registry import Registry
+from worker.store import BatchOutcome, SignatureStore
+from worker.streams import SignatureStreams
+
+log = logging.getLogger("sigingest.drain")
+
+
+@dataclass(frozen=True)
+class DrainConfig:
+    batch_size: int = 2000
+    block_ms: int = 200
+    claim_idle_ms: int = 30_000
+    claim_interval_ms: int = 5_000
+    max_deliveries: int = 5
+    retry_max_seconds: float = 30.0
+
+
+@dataclass
+class BatchResult:
+    outcome: BatchOutcome
+    acked: list[Entry]
+    poison: list[Poison]
+
+
+class Drainer:
+    """Drains every shard as one named consumer. One per worker process."""
+
+    def __init__(
+        self,
+        streams: SignatureStreams,
+        store: SignatureStore,
+        registry: Registry,
+        emails: EmailChecker,
+        config: DrainConfig,
+        consumer: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        on_batch: Callable[[BatchResult, float], None] | None = None,
+    ) -> None:
+        self.streams, self.store, self.registry = streams, store, registry
+        self.emails, self.config, self.consumer = emails, config, consumer
+        self._clock, self._sleep = clock, sleep
+        self._on_batch = on_batch
+        self._next_claim = 0.0
+        self._groups_ready = False
+        self._unfinished: list[Entry] = []  # a batch that hit RetryLater: retried first
+
+    def run_until(self, deadline: float, keep_going: Callable[[], bool] = lambda: True) -> int:
+        """Drain until `deadline` (a `clock()` value). Returns entries handled. Backs off while
+        Redis or PostgreSQL is down; never returns with a batch half done."""
+        handled, failures = 0, 0
+        while self._clock() < deadline and keep_going():
+            try:
+                handled += self.step()
+                failures = 0
+            except RetryLater as exc:
+                failures += 1
+                pause = min(self.config.retry_max_seconds, 0.25 * 2 ** min(failures, 10))
+                log.warning("backing off %.1fs: %s", pause, exc)
+                self._sleep(min(pause * random.uniform(0.5, 1.0), max(0.0, deadline - self._clock())))
+        return handled
+
+    def step(self) -> int:
+        """Handle one batch: stale entries first when a claim is due, else new ones."""
+        if not self._groups_ready:
+            self.streams.ensure_groups()
+            self._groups_ready = True
+        entries = self._unfinished
+        if entries:
+            self.streams.touch(self.consumer, entries)  # still ours: keep others from claiming
+        elif self._clock() >= self._next_claim:
+            self._next_claim = self._clock() + self.config.claim_interval_ms / 1000
+            entries = self.streams.claim_stale(
+                self.consumer, self.config.claim_idle_ms, self.config.batch_size
+            )
+        if not entries:
+            entries = self.streams.read(self.consumer, self.config.batch_size, self.config.block_ms)
+        if entries:
+            self._unfinished = entries
+            self.process(entries)
+            self._unfinished = []
+        return len(entries)
+
+    def process(self, entries: Sequence[Entry]) -> BatchResult:
+        """Write, acknowledge and publish one batch. On `RetryLater` nothing is acknowledged and
+        the entries stay pending with this consumer; the caller retries later."""
+        started = self._clock()
+        result = self._write(list(entries))
+        self.streams.ack(result.acked)
+        for poison in result.poison:
+            entry = poison.entry
+            if entry.deliveries >= self.config.max_deliveries:
+                self.streams.dead_letter(entry, poison.error)
+                log.error("dead-lettered entry %s:%s after %d deliveries: %s",
+                          entry.shard, entry.entry_id, entry.deliveries, poison.error)
+            else:
+                log.warning("entry %s:%s failed (delivery %d of %d), left pending for retry: %s",
+                            entry.shard, entry.entry_id, entry.deliveries,
+                            self.config.max_deliveries, poison.error)
+        self.registry.raise_counts(result.outcome.counts)
+        if self._on_batch:
+            self._on_batch(result, self._clock() - started)
+        return result
+
+    def _write(self, entries: list[Entry]) -> BatchResult:
+        """Commit a batch; if PostgreSQL refuses its content, split it until the bad entry is
+        alone, and commit the rest."""
+        plan = plan_batch(entries, self.emails)
+        try:
+            outcome = self.store.write(plan)
+            return BatchResult(outcome, plan.done_entries, plan.poison)
+        except BatchRejected as exc:
+            if len(entries) == 1:
+                return BatchResult(BatchOutcome(), [], [Poison(entries[0], str(exc))])
+        half = len(entries) // 2
+        first, second = self._write(entries[:half]), self._write(entries[half:])
+        first.outcome.merge(second.outcome)
+        return BatchResult(first.outcome, first.acked + second.acked, first.poison + second.poison)

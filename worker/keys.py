@@ -1,0 +1,65 @@
+"""Every Redis name that crosses the wire: streams, the consumer group, key prefixes.
+
+One `Keys` value per deployment (or per test: tests give each its own prefix). Petition ids
+that reach a key have been parsed to `int` first, so request data never shapes a key.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+CONSUMER_GROUP = "ingest"
+INGEST_QUEUE = "ingest"
+REMINDERS_QUEUE = "reminders"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "sig:"
+    shards: int = 8
+
+    def stream(self, shard: int) -> str:
+        """Shard `shard`'s stream of accepted submissions."""
+        return f"{self.prefix}stream:{shard}"
+
+    def streams(self) -> list[str]:
+        return [self.stream(shard) for shard in range(self.shards)]
+
+    def shard_of(self, stream_name: str) -> int:
+        return int(stream_name.rsplit(":", 1)[1])
+
+    def shard_for_email(self, email: str) -> int:
+        """A stable shard from the lowercased address, so one petition spreads over all shards."""
+        return zlib.crc32(email.lower().encode("utf-8", "surrogatepass")) % self.shards
+
+    def petition(self, petition_id: int) -> str:
+        """Hash: the registry entry the intake checks (status, title, starter) and the live count."""
+        return f"{self.prefix}petition:{int(petition_id)}"
+
+    def idempotency(self, petition_id: int, key_digest: str) -> str:
+        """Receipt already given for an idempotency key (the key itself is hashed first)."""
+        return f"{self.prefix}idem:{int(petition_id)}:{key_digest}"
+
+    @property
+    def dead_letters(self) -> str:
+        """Stream of entries that could not be processed after `MAX_DELIVERIES` tries."""
+        return f"{self.prefix}deadletter"
+
+    @property
+    def registry_index(self) -> str:
+        """Set of petition ids present in the registry (for full resyncs)."""
+        return f"{self.prefix}petitions"
+
+    @property
+    def totals(self) -> str:
+        """Hash of running totals for `sigingest stats` (accepted, persisted, duplicates, ...)."""
+        return f"{self.prefix}totals"
+
+    def reminder_lock(self) -> str:
+        return f"{self.prefix}lock:reminders"
+
+
+def drainer_lease(keys: Keys, hostname: str, slot: int) -> str:
+    """String: the id of the drain task that owns slot `slot` of worker `hostname`."""
+    return f"{keys.prefix}drainer:{hostname}:{int(slot)}"

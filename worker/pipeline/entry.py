@@ -1,0 +1,76 @@
+"""The stream entry format, written by the intake and read by the worker: defined once, here.
+
+An entry is one field `s` holding compact JSON: receipt, petition id, accepted-at (ms since
+the epoch), keyed IP hash and the checked fields. One field keeps Redis memory per queued
+signature low (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from worker.pipeline.fields import SignatureFields
+
+FIELD = b"s"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stream entry as read from Redis, with how often it has been delivered."""
+
+    shard: int
+    entry_id: str
+    payload: bytes | None
+    deliveries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A decoded entry: who signed what, when it was accepted, and its receipt."""
+
+    entry: Entry
+    receipt: str
+    petition_id: int
+    accepted_at: datetime
+    ip_hash: str | None
+    raw_fields: dict[str, Any]
+
+
+class UndecodableEntry(ValueError):
+    """The entry cannot even be identified (no receipt, not JSON): retried, then dead-lettered."""
+
+
+def encode(
+    receipt: str, petition_id: int, accepted_ms: int, ip_hash: str | None, fields: SignatureFields
+) -> bytes:
+    body: dict[str, object] = {"r": receipt, "p": petition_id, "t": accepted_ms, "f": fields.as_payload()}
+    if ip_hash:
+        body["ip"] = ip_hash
+    return orjson.dumps(body)
+
+
+def decode(entry: Entry) -> Submission:
+    """Read an entry; raise `UndecodableEntry` when it is not what the intake writes."""
+    try:
+        body = orjson.loads(entry.payload or b"")
+    except orjson.JSONDecodeError as exc:
+        raise UndecodableEntry(f"payload is not UTF-8 JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise UndecodableEntry("payload is not a JSON object")
+    receipt, petition_id, accepted_ms = body.get("r"), body.get("p"), body.get("t")
+    fields, ip_hash = body.get("f"), body.get("ip")
+    if not isinstance(receipt, str) or not 0 < len(receipt) <= 64:
+        raise UndecodableEntry("payload has no receipt")
+    if type(petition_id) is not int or type(accepted_ms) is not int:
+        raise UndecodableEntry("payload's petition id or accepted time is not an integer")
+    if not isinstance(fields, dict) or not (ip_hash is None or isinstance(ip_hash, str)):
+        raise UndecodableEntry("payload's fields are not an object")
+    try:
+        accepted_at = datetime.fromtimestamp(accepted_ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise UndecodableEntry("payload's accepted time is out of range") from None
+    return Submission(entry, receipt, petition_id, accepted_at, ip_hash, fields)

@@ -1,0 +1,155 @@
+"""Turn a batch of stream entries into a plan: rows to insert, rejects to record, poison to retry.
+
+`plan_batch` is the whole pure part of the pipeline. The store then checks the plan's rows
+against the petitions table (`check_petitions`, also pure, given their states) and writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from email_validator import EmailNotValidError
+
+from worker.pipeline.emails import EmailChecker
+from worker.pipeline.entry import Entry, Submission, UndecodableEntry, decode
+from worker.pipeline.fields import InvalidFields, parse_fields
+
+MAX_PETITION_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A signature to insert."""
+
+    receipt: str
+    petition_id: int
+    email: str
+    canonical_email: str
+    name: str
+    postcode: str | None
+    country: str | None
+    opt_in: bool
+    ip_hash: str | None
+    accepted_at: datetime
+    state: str = "validated"
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A submission refused after the intake accepted it, with the reason recorded."""
+
+    receipt: str
+    petition_id: int | None
+    reason: str
+    detail: str | None
+    accepted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    """An entry that could not be processed; left pending until `MAX_DELIVERIES`, then dead-lettered."""
+
+    entry: Entry
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class PetitionState:
+    status: str
+    closed_at: datetime | None
+
+
+@dataclass
+class BatchPlan:
+    rows: list[Row] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    poison: list[Poison] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def done_entries(self) -> list[Entry]:
+        """Entries to acknowledge once the plan is committed: all but the poison."""
+        poisoned = {(p.entry.shard, p.entry.entry_id) for p in self.poison}
+        return [e for e in self.entries if (e.shard, e.entry_id) not in poisoned]
+
+    def petition_ids(self) -> list[int]:
+        return sorted({row.petition_id for row in self.rows})
+
+
+def plan_batch(entries: Sequence[Entry], emails: EmailChecker) -> BatchPlan:
+    """Decode, validate, canonicalise and deduplicate one batch. Never raises for bad entries."""
+    plan = BatchPlan(entries=list(entries))
+    seen_receipts: set[str] = set()
+    seen_people: set[tuple[int, str]] = set()
+    for entry in entries:
+        try:
+            submission = decode(entry)
+        except UndecodableEntry as exc:
+            plan.poison.append(Poison(entry, str(exc)))
+            continue
+        if submission.receipt in seen_receipts:
+            continue  # the same entry twice in one batch (a claim raced a read): once is enough
+        seen_receipts.add(submission.receipt)
+        outcome = check_submission(submission, emails)
+        if isinstance(outcome, Reject):
+            plan.rejects.append(outcome)
+        elif (outcome.petition_id, outcome.canonical_email) in seen_people:
+            plan.rejects.append(_reject(submission, "duplicate", None))
+        else:
+            seen_people.add((outcome.petition_id, outcome.canonical_email))
+            plan.rows.append(outcome)
+    return plan
+
+
+def check_submission(submission: Submission, emails: EmailChecker) -> Row | Reject:
+    """One submission's fields and email, as a row to insert or a reject with its reason."""
+    if not 0 < submission.petition_id <= MAX_PETITION_ID:
+        return _reject(submission, "unknown_petition", "petition id out of range")
+    try:
+        fields = parse_fields(submission.raw_fields)
+    except InvalidFields as exc:
+        return _reject(submission, "invalid_field", str(exc))
+    try:
+        checked = emails.check(fields.email)
+    except EmailNotValidError as exc:
+        return _reject(submission, "invalid_email", str(exc))
+    return Row(
+        receipt=submission.receipt,
+        petition_id=submission.petition_id,
+        email=fields.email,
+        canonical_email=checked.canonical,
+        name=fields.name,
+        postcode=fields.postcode,
+        country=fields.country,
+        opt_in=fields.opt_in,
+        ip_hash=submission.ip_hash,
+        accepted_at=submission.accepted_at,
+    )
+
+
+def check_petitions(
+    rows: Iterable[Row], states: dict[int, PetitionState]
+) -> tuple[list[Row], list[Reject]]:
+    """Keep rows whose petition exists and was open when the signature was accepted."""
+    kept: list[Row] = []
+    rejects: list[Reject] = []
+    for row in rows:
+        state = states.get(row.petition_id)
+        if state is None:
+            rejects.append(_reject_row(row, "unknown_petition", "no such petition"))
+        elif state.status != "open" and (state.closed_at is None or row.accepted_at >= state.closed_at):
+            rejects.append(_reject_row(row, "petition_closed", f"petition is {state.status}"))
+        else:
+            kept.append(row)
+    return kept, rejects
+
+
+def _reject(submission: Submission, reason: str, detail: str | None) -> Reject:
+    petition_id = submission.petition_id if 0 < submission.petition_id <= MAX_PETITION_ID else None
+    return Reject(submission.receipt, petition_id, reason, detail, submission.accepted_at)
+
+
+def _reject_row(row: Row, reason: str, detail: str) -> Reject:
+    return Reject(row.receipt, row.petition_id, reason, detail, row.accepted_at)

@@ -1,0 +1,83 @@
+"""Build the worker's adapters from `Settings`, once per process (after fork)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+from sqlalchemy import Engine, create_engine
+
+from worker.drain import DrainConfig, Drainer
+from worker.keys import Keys
+from worker.pipeline.emails import EmailChecker
+from worker.registry import Registry
+from worker.settings import Settings
+from worker.store import SignatureStore
+from worker.streams import SignatureStreams
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A client for `url` (its database number honoured) that fails fast when Redis is gone."""
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+
+    @cached_property
+    def keys(self) -> Keys:
+        return Keys(self.settings.key_prefix, self.settings.shards)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis_client(self.settings.redis_url)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return create_engine(self.settings.sqlalchemy_url, pool_pre_ping=True, pool_size=2)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.redis, self.keys)
+
+    @cached_property
+    def streams(self) -> SignatureStreams:
+        return SignatureStreams(self.redis, self.keys)
+
+    @cached_property
+    def drainer(self) -> Drainer:
+        s = self.settings
+        config = DrainConfig(
+            batch_size=s.batch_size,
+            block_ms=s.block_ms,
+            claim_idle_ms=s.claim_idle_ms,
+            claim_interval_ms=s.claim_interval_ms,
+            max_deliveries=s.max_deliveries,
+            retry_max_seconds=s.db_retry_max_seconds,
+        )
+        return Drainer(
+            self.streams,
+            SignatureStore(s.libpq_url),
+            self.registry,
+            EmailChecker(deliverability=s.check_deliverability),
+            config,
+            consumer=f"{socket.gethostname()}:{os.getpid()}",
+        )
+
+
+_runtimes: dict[int, Runtime] = {}
+
+
+def runtime(settings: Settings) -> Runtime:
+    """This process's runtime; a forked child builds its own (sockets are not shared)."""
+    pid = os.getpid()
+    if pid not in _runtimes:
+        _runtimes.clear()
+        _runtimes[pid] = Runtime(settings)
+    return _runtimes[pid]

@@ -1,0 +1,91 @@
+"""The one place the environment is read.
+
+Everything else receives a `Settings` (or the values it needs) as an argument. Tests build
+one with `Settings.from_env({...})` instead of mutating `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-only-secret-change-me"
+
+
+class Settings(BaseSettings):
+    """Configuration, one field per environment variable of the same name (upper case)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # Where things live
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "postgresql://127.0.0.1:5432/postgres"
+    celery_broker_url: str = ""  # defaults to REDIS_URL
+    key_prefix: str = "sig:"
+
+    # Streams and batching
+    shards: int = Field(8, ge=1, le=1024)
+    batch_size: int = Field(2000, ge=1, le=100_000)
+    block_ms: int = Field(200, ge=1, le=10_000)
+    claim_idle_ms: int = Field(30_000, ge=1)
+    claim_interval_ms: int = Field(5_000, ge=1)
+    max_deliveries: int = Field(5, ge=1)
+    drain_slice_seconds: float = Field(5.0, gt=0)
+    db_retry_max_seconds: float = Field(30.0, gt=0)
+    max_backlog: int = Field(5_000_000, ge=0)  # 0 switches backpressure off
+    idempotency_ttl_seconds: int = Field(86_400, ge=1)
+
+    # Email checks
+    check_deliverability: bool = False
+
+    # Secrets
+    ip_hash_secret: str = DEV_SECRET
+    unsubscribe_secret: str = DEV_SECRET
+
+    # Intake
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_workers: int = Field(1, ge=1)
+    max_body_bytes: int = Field(8192, ge=1)
+    body_timeout_seconds: float = Field(10.0, gt=0)
+    trusted_proxy_header: str = ""  # e.g. "x-forwarded-for" behind a proxy you trust
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Workers
+    worker_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _accept_both_postgres_schemes(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("DATABASE_URL must start with postgresql:// or postgresql+psycopg://")
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from `environ` (default: the process environment) plus overrides."""
+        source = os.environ if environ is None else environ
+        fields = {name.lower(): value for name, value in source.items()}
+        known = {k: v for k, v in fields.items() if k in cls.model_fields}
+        return cls.model_validate({**known, **overrides})
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL with the psycopg 3 driver named, whichever form was given."""
+        scheme, rest = self.database_url.split("://", 1)
+        return f"postgresql+psycopg://{rest}"
+
+    @cached_property
+    def libpq_url(self) -> str:
+        """DATABASE_URL in the plain form libpq and psycopg.connect() accept."""
+        return "postgresql://" + self.database_url.split("://", 1)[1]
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url

@@ -1,0 +1,184 @@
+"""PostgreSQL adapter: write one planned batch in one transaction.
+
+Inside the transaction, in order: read the batch's petitions' states, COPY the rows into a
+staging table, insert them (`ON CONFLICT DO NOTHING` against the unique receipt and the unique
+(petition, canonical email)), record the rows that lost as duplicates and the rejects with their
+reasons, then add `+n` to each petition's counts in petition-id order (so concurrent workers
+never deadlock). The commit makes the rows and the counts visible together.
+
+Driver errors become `RetryLater` (server gone, deadlock) or `BatchRejected` (content refused).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from worker.errors import BatchRejected, RetryLater
+from worker.pipeline.plan import BatchPlan, PetitionState, Reject, check_petitions
+
+ROW_COLUMNS = (
+    "receipt, petition_id, email, canonical_email, name, postcode, country, opt_in, ip_hash, "
+    "accepted_at, state"
+)
+STAGING = f"""
+CREATE TEMP TABLE IF NOT EXISTS sig_staging ON COMMIT DELETE ROWS AS
+SELECT {ROW_COLUMNS} FROM signatures WITH NO DATA
+"""
+INSERT_SIGNATURES = f"""
+INSERT INTO signatures ({ROW_COLUMNS})
+SELECT {ROW_COLUMNS} FROM sig_staging s
+WHERE NOT EXISTS (SELECT 1 FROM rejected_signatures r WHERE r.receipt = s.receipt)
+ON CONFLICT DO NOTHING
+RETURNING petition_id, state
+"""
+# Staged rows that were not inserted and are not a redelivery of a stored receipt lost to an
+# earlier signature of the same person: record their receipt (no personal data) as duplicate.
+INSERT_DUPLICATES = """
+INSERT INTO rejected_signatures (receipt, petition_id, reason, accepted_at)
+SELECT s.receipt, s.petition_id, 'duplicate', s.accepted_at FROM sig_staging s
+WHERE NOT EXISTS (SELECT 1 FROM signatures g WHERE g.receipt = s.receipt)
+ON CONFLICT (receipt) DO NOTHING
+RETURNING petition_id
+"""
+INSERT_REJECTS = """
+INSERT INTO rejected_signatures (receipt, petition_id, reason, detail, accepted_at)
+SELECT t.* FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::timestamptz[])
+    AS t(receipt, petition_id, reason, detail, accepted_at)
+WHERE NOT EXISTS (SELECT 1 FROM signatures g WHERE g.receipt = t.receipt)
+ON CONFLICT (receipt) DO NOTHING
+RETURNING petition_id, reason
+"""
+LOCK_PETITIONS = "SELECT id FROM petitions WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
+ADD_COUNTS = """
+UPDATE petitions p
+SET signature_count = p.signature_count + d.n, duplicate_count = p.duplicate_count + d.dup
+FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS d(id, n, dup)
+WHERE p.id = d.id
+RETURNING p.id, p.signature_count
+"""
+
+
+@dataclass
+class BatchOutcome:
+    """What one committed batch changed."""
+
+    persisted: Counter[int] = field(default_factory=Counter)  # petition -> counted rows
+    uncounted: int = 0  # rows stored but not counted (fraudulent)
+    duplicates: Counter[int] = field(default_factory=Counter)  # petition -> duplicates
+    rejected: Counter[str] = field(default_factory=Counter)  # reason -> entries (not duplicates)
+    counts: dict[int, int] = field(default_factory=dict)  # petition -> signature_count after commit
+
+    def merge(self, other: BatchOutcome) -> None:
+        self.persisted.update(other.persisted)
+        self.uncounted += other.uncounted
+        self.duplicates.update(other.duplicates)
+        self.rejected.update(other.rejected)
+        for petition, count in other.counts.items():
+            self.counts[petition] = max(count, self.counts.get(petition, 0))
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    try:
+        yield
+    except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.LockNotAvailable) as exc:
+        raise RetryLater(f"PostgreSQL: {exc.sqlstate}") from None
+    except (pg_errors.DataError, pg_errors.IntegrityError, pg_errors.ProgrammingError) as exc:
+        raise BatchRejected(f"PostgreSQL refused the batch: {exc}") from None
+    except psycopg.Error as exc:
+        raise RetryLater(f"PostgreSQL unavailable: {type(exc).__name__}") from None
+
+
+class SignatureStore:
+    """One connection, reopened after failures. Not thread-safe: one per worker process."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self.close()
+            with translated():
+                self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=5)
+                self._conn.execute(STAGING)
+        return self._conn
+
+    def write(self, plan: BatchPlan) -> BatchOutcome:
+        """Commit the plan in one transaction and return what changed. Raises `RetryLater` or
+        `BatchRejected`; in either case nothing of the plan is committed."""
+        conn = self._connection()
+        try:
+            with translated(), conn.transaction():
+                return self._write(conn, plan)
+        except RetryLater:
+            self.close()
+            raise
+
+    def _write(self, conn: psycopg.Connection[tuple[object, ...]], plan: BatchPlan) -> BatchOutcome:
+        outcome = BatchOutcome()
+        states = self._petition_states(conn, plan.petition_ids())
+        rows, petition_rejects = check_petitions(plan.rows, states)
+        if rows:
+            with conn.cursor().copy(f"COPY sig_staging ({ROW_COLUMNS}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row(
+                        (r.receipt, r.petition_id, r.email, r.canonical_email, r.name, r.postcode,
+                         r.country, r.opt_in, r.ip_hash, r.accepted_at, r.state)
+                    )
+            for petition_id, state in conn.execute(INSERT_SIGNATURES).fetchall():
+                if state == "validated":
+                    outcome.persisted[int(petition_id)] += 1  # type: ignore[call-overload]
+                else:
+                    outcome.uncounted += 1
+            for (petition_id,) in conn.execute(INSERT_DUPLICATES).fetchall():
+                outcome.duplicates[int(petition_id)] += 1  # type: ignore[call-overload]
+        self._insert_rejects(conn, [*plan.rejects, *petition_rejects], outcome)
+        outcome.counts = self._add_counts(conn, outcome)
+        return outcome
+
+    @staticmethod
+    def _petition_states(
+        conn: psycopg.Connection[tuple[object, ...]], ids: list[int]
+    ) -> dict[int, PetitionState]:
+        if not ids:
+            return {}
+        cursor = conn.execute("SELECT id, status, closed_at FROM petitions WHERE id = ANY(%s)", [ids])
+        return {int(i): PetitionState(str(s), c) for i, s, c in cursor}  # type: ignore[call-overload, arg-type]
+
+    @staticmethod
+    def _insert_rejects(
+        conn: psycopg.Connection[tuple[object, ...]], rejects: list[Reject], outcome: BatchOutcome
+    ) -> None:
+        if not rejects:
+            return
+        columns = [
+            [r.receipt for r in rejects], [r.petition_id for r in rejects],
+            [r.reason for r in rejects], [r.detail for r in rejects], [r.accepted_at for r in rejects],
+        ]
+        for petition_id, reason in conn.execute(INSERT_REJECTS, columns).fetchall():
+            if reason == "duplicate" and petition_id is not None:
+                outcome.duplicates[int(petition_id)] += 1  # type: ignore[call-overload]
+            else:
+                outcome.rejected[str(reason)] += 1
+
+    @staticmethod
+    def _add_counts(conn: psycopg.Connection[tuple[object, ...]], outcome: BatchOutcome) -> dict[int, int]:
+        ids = sorted(set(outcome.persisted) | set(outcome.duplicates))
+        if not ids:
+            return {}
+        # Take the hot rows' locks last and in id order: short holds, no lock-order deadlocks.
+        conn.execute(LOCK_PETITIONS, [ids])
+        params = [ids, [outcome.persisted[i] for i in ids], [outcome.duplicates[i] for i in ids]]
+        return {int(i): int(c) for i, c in conn.execute(ADD_COUNTS, params)}  # type: ignore[call-overload]

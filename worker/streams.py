@@ -1,0 +1,138 @@
+"""Redis adapter for the worker side: read a batch, acknowledge, claim stale, dead-letter, trim.
+
+Every redis-py error is translated to `QueueUnavailable` here, so the drain loop knows only
+"retry later". Lua scripts live beside this module in `lua/`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from itertools import groupby
+
+import redis
+
+from worker.errors import QueueUnavailable
+from worker.keys import CONSUMER_GROUP, Keys
+from worker.pipeline.entry import FIELD, Entry
+
+
+def lua(name: str) -> str:
+    """The text of `worker/lua/<name>.lua`."""
+    return resources.files("worker").joinpath("lua", f"{name}.lua").read_text()
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+        raise QueueUnavailable(str(exc)) from None
+
+
+class SignatureStreams:
+    """The shard streams as one consumer group sees them."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, group: str = CONSUMER_GROUP) -> None:
+        self._redis = client
+        self._keys = keys
+        self._group = group
+        self._trim = client.register_script(lua("trim"))
+        self._streams = keys.streams()
+
+    def ensure_groups(self) -> None:
+        """Create the consumer group on every shard (from the stream's start) if missing."""
+        with translated():
+            for stream in self._streams:
+                try:
+                    self._redis.xgroup_create(stream, self._group, id="0", mkstream=True)
+                except redis.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+
+    def read(self, consumer: str, batch_size: int, block_ms: int) -> list[Entry]:
+        """New entries from every shard, about `batch_size` in all, waiting up to `block_ms`."""
+        per_shard = max(1, math.ceil(batch_size / self._keys.shards))
+        with translated():
+            reply = self._redis.xreadgroup(
+                self._group,
+                consumer,
+                dict.fromkeys(self._streams, ">"),
+                count=per_shard,
+                block=block_ms,
+            )
+        return [
+            Entry(self._keys.shard_of(_text(stream)), _text(entry_id), fields.get(FIELD) if fields else None)
+            for stream, messages in reply or []
+            for entry_id, fields in messages
+        ]
+
+    def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
+        """Take over entries another consumer has held longer than `min_idle_ms`.
+
+        Returns them with their delivery count (this delivery included), so the caller can
+        dead-letter an entry that keeps failing.
+        """
+        claimed: list[Entry] = []
+        with translated():
+            for shard, stream in enumerate(self._streams):
+                pending = self._redis.xpending_range(
+                    stream, self._group, min="-", max="+", count=count, idle=min_idle_ms
+                )
+                if not pending:
+                    continue
+                deliveries = {_text(p["message_id"]): int(p["times_delivered"]) + 1 for p in pending}
+                messages = self._redis.xclaim(
+                    stream, self._group, consumer, min_idle_ms, list(deliveries)
+                )
+                for entry_id, fields in messages:
+                    key = _text(entry_id)
+                    claimed.append(Entry(shard, key, fields.get(FIELD) if fields else None, deliveries[key]))
+        return claimed
+
+    def touch(self, consumer: str, entries: Sequence[Entry]) -> None:
+        """Reset the idle time of entries this consumer still works on, so nobody claims them."""
+        with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for shard, group in _by_shard(entries):
+                ids = [e.entry_id for e in group]
+                pipe.xclaim(self._keys.stream(shard), self._group, consumer, 0, ids, justid=True)
+            pipe.execute()
+
+    def ack(self, entries: Sequence[Entry]) -> None:
+        """Acknowledge processed entries, then trim what every consumer has acknowledged."""
+        if not entries:
+            return
+        with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for shard, group in _by_shard(entries):
+                stream = self._keys.stream(shard)
+                pipe.xack(stream, self._group, *[e.entry_id for e in group])
+                self._trim(keys=[stream], args=[self._group], client=pipe)
+            pipe.execute()
+
+    def dead_letter(self, entry: Entry, error: str) -> None:
+        """Move an entry to the dead-letter stream with its error, and acknowledge it, atomically."""
+        with translated(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                self._keys.dead_letters,
+                {
+                    "shard": entry.shard,
+                    "entry_id": entry.entry_id,
+                    "payload": entry.payload or b"",
+                    "error": error[:2000],
+                    "deliveries": entry.deliveries,
+                },
+            )
+            pipe.xack(self._keys.stream(entry.shard), self._group, entry.entry_id)
+            pipe.execute()
+
+
+def _by_shard(entries: Sequence[Entry]) -> Iterator[tuple[int, list[Entry]]]:
+    ordered = sorted(entries, key=lambda e: e.shard)
+    for shard, group in groupby(ordered, key=lambda e: e.shard):
+        yield shard, list(group)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,65 @@
+"""Celery tasks. `ingest.drain` drains the streams for one time slice and chains itself."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from celery.utils import worker_direct
+
+from worker.celery import app, settings
+from worker.errors import QueueUnavailable
+from worker.leases import DrainerLeases
+from worker.runtime import runtime
+
+
+def lease_ttl_ms() -> int:
+    """How long a slot may go without a running or queued drain task before it is re-kicked."""
+    return int(max(30.0, 4 * settings.drain_slice_seconds) * 1000)
+
+
+def send_drain(hostname: str, slot: int, leases: DrainerLeases) -> str:
+    """Grant `slot` to a new drain task and queue it on `hostname`'s direct queue."""
+    task_id = uuid.uuid4().hex
+    leases.grant(slot, task_id)
+    drain.apply_async(args=[slot], task_id=task_id, queue=worker_direct(hostname))
+    return task_id
+
+
+@app.task(name="ingest.drain", bind=True)  # type: ignore[untyped-decorator]
+def drain(self: Any, slot: int) -> int:
+    """Drain for `DRAIN_SLICE_SECONDS`, then hand the slot to a successor; a task whose slot was
+    given to another id (stale or duplicate) stops at once."""
+    hostname = self.request.hostname
+    rt = runtime(settings)
+    leases = DrainerLeases(rt.redis, rt.keys, hostname, lease_ttl_ms())
+    if not leases.held_by(slot, self.request.id):
+        return 0
+    deadline = time.monotonic() + settings.drain_slice_seconds
+    last_check = time.monotonic()
+
+    def still_mine() -> bool:
+        nonlocal last_check
+        if time.monotonic() - last_check < 1.0:
+            return True
+        last_check = time.monotonic()
+        try:
+            return leases.held_by(slot, self.request.id)
+        except QueueUnavailable:
+            return True  # Redis is down: the drain loop backs off on its own
+
+    handled = rt.drainer.run_until(deadline, keep_going=still_mine)
+    if leases.held_by(slot, self.request.id):
+        _send_successor(hostname, slot, leases)
+    return handled
+
+
+def _send_successor(hostname: str, slot: int, leases: DrainerLeases) -> None:
+    """Chain the next slice; while Redis is down keep trying (the watchdog would re-kick anyway)."""
+    for attempt in range(60):
+        try:
+            send_drain(hostname, slot, leases)
+            return
+        except Exception:  # noqa: BLE001 - broker errors come in many types; all mean "retry"
+            time.sleep(min(5.0, 0.2 * 2**attempt))

@@ -1,0 +1,69 @@
+"""A bootstep in every ingest worker's main process: sync the registry, kick one drain task per
+pool slot, and re-kick any slot whose lease expired.
+
+Workers that do not consume the `ingest` queue (for example `-Q reminders`) do none of this.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, bootsteps
+
+from worker.keys import INGEST_QUEUE
+from worker.leases import DrainerLeases
+from worker.settings import Settings
+
+log = logging.getLogger("sigingest.watchdog")
+CHECK_SECONDS = 5.0
+
+
+def install(app: Celery, settings: Settings) -> None:
+    class DrainWatchdog(bootsteps.StartStopStep):  # type: ignore[misc]
+        requires = {"celery.worker.consumer.tasks:Tasks"}
+
+        def __init__(self, parent: Any, **kwargs: Any) -> None:
+            super().__init__(parent, **kwargs)
+            self.timer_ref: Any = None
+            self.registry_synced = False
+
+        def start(self, consumer: Any) -> None:
+            queues = {q.name for q in consumer.task_consumer.queues} if consumer.task_consumer else set()
+            if INGEST_QUEUE not in queues:
+                return
+            controller = consumer.controller
+            slots = range(int(getattr(controller, "max_concurrency", None) or controller.concurrency))
+            self._check(consumer.hostname, slots, force=True)
+            self.timer_ref = consumer.timer.call_repeatedly(
+                CHECK_SECONDS, self._check, (consumer.hostname, slots), priority=10
+            )
+
+        def stop(self, consumer: Any) -> None:
+            if self.timer_ref is not None:
+                self.timer_ref.cancel()
+                self.timer_ref = None
+
+        def _check(self, hostname: str, slots: range, force: bool = False) -> None:
+            from worker.petitions import sync_registry
+            from worker.runtime import runtime
+            from worker.tasks import lease_ttl_ms, send_drain
+
+            rt = runtime(settings)
+            try:
+                if not self.registry_synced:
+                    count = sync_registry(rt.engine, rt.registry)
+                    self.registry_synced = True
+                    log.info("registry synced: %d petitions", count)
+            except Exception as exc:  # noqa: BLE001 - PostgreSQL down at start: try next tick
+                log.warning("registry sync failed, retrying in %.0fs: %s", CHECK_SECONDS, type(exc).__name__)
+            leases = DrainerLeases(rt.redis, rt.keys, hostname, lease_ttl_ms())
+            try:
+                for slot in slots if force else leases.vacant(slots):
+                    send_drain(hostname, slot, leases)
+                    if not force:
+                        log.warning("re-kicked drainer slot %d (its lease had expired)", slot)
+            except Exception as exc:  # noqa: BLE001 - broker or Redis down: next tick
+                log.warning("cannot kick drainers yet: %s", exc)
+
+    app.steps["consumer"].add(DrainWatchdog)
