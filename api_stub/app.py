@@ -158,6 +158,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", intake.healthz, methods=["GET"]),
         Route("/readyz", answering_errors(intake.readyz), methods=["GET"]),
     ]
+    # Features beyond the intake add their routes from their own modules, one line each here.
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.intake = intake
     return app
