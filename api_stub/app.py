@@ -89,7 +89,8 @@ class Intake:
         if appended.status == "full":
             return json_response(
                 {"error": "backlog_full", "detail": "too many signatures waiting; try again shortly"},
-                503, {"Retry-After": RETRY_AFTER_FULL},
+                503,
+                {"Retry-After": RETRY_AFTER_FULL},
             )
         raise IntakeError(404, "petition_not_found", "no open petition with this id")
 
@@ -98,15 +99,17 @@ class Intake:
         card = await self.queue.petition(petition_id)
         if card is None:
             raise IntakeError(404, "petition_not_found", "no petition with this id")
-        return json_response({
-            "id": card.id,
-            "slug": card.slug,
-            "title": card.title,
-            "starter_name": card.starter_name,
-            "status": card.status,
-            "signature_count": card.signature_count,
-            "call_to_action": call_to_action(card.starter_name, card.status, card.signature_count),
-        })
+        return json_response(
+            {
+                "id": card.id,
+                "slug": card.slug,
+                "title": card.title,
+                "starter_name": card.starter_name,
+                "status": card.status,
+                "signature_count": card.signature_count,
+                "call_to_action": call_to_action(card.starter_name, card.status, card.signature_count),
+            }
+        )
 
     async def healthz(self, request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -130,7 +133,8 @@ def answering_errors(handler: Handler) -> Handler:
         except QueueUnavailable:
             return json_response(
                 {"error": "unavailable", "detail": "the queue is unreachable; try again shortly"},
-                503, {"Retry-After": RETRY_AFTER_DOWN},
+                503,
+                {"Retry-After": RETRY_AFTER_DOWN},
             )
 
     return wrapped
@@ -143,9 +147,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     client = aioredis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=1, socket_timeout=5, max_connections=256
     )
-    intake = Intake(settings, IntakeQueue(
-        client, keys, idempotency_ttl=settings.idempotency_ttl_seconds, max_backlog=settings.max_backlog
-    ))
+    intake = Intake(
+        settings,
+        IntakeQueue(
+            client, keys, idempotency_ttl=settings.idempotency_ttl_seconds, max_backlog=settings.max_backlog
+        ),
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -55,15 +55,17 @@ def parse_submission(content_type: str | None, body: bytes, header_key: str | No
     elif kind in FORM_TYPES:
         data = _form_object(body)
     else:
-        raise IntakeError(415, "unsupported_media_type",
-                          "send application/json or application/x-www-form-urlencoded")
+        raise IntakeError(
+            415, "unsupported_media_type", "send application/json or application/x-www-form-urlencoded"
+        )
     if header_key is not None:
         data["idempotency_key"] = header_key
     try:
         return parse_fields(data)
     except InvalidFields as exc:
-        raise IntakeError(422, "invalid_fields", "some fields are missing or wrong",
-                          fields=exc.errors) from None
+        raise IntakeError(
+            422, "invalid_fields", "some fields are missing or wrong", fields=exc.errors
+        ) from None
 
 
 def _json_object(body: bytes) -> dict[str, object]:
@@ -79,8 +81,14 @@ def _json_object(body: bytes) -> dict[str, object]:
 def _form_object(body: bytes) -> dict[str, object]:
     try:
         text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text),
-                          encoding="utf-8", errors="strict", max_num_fields=50)
+        pairs = parse_qsl(
+            text,
+            keep_blank_values=True,
+            strict_parsing=bool(text),
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=50,
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise IntakeError(400, "malformed_body", f"not a valid form: {type(exc).__name__}") from None
     data: dict[str, object] = {}

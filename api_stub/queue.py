@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -51,14 +52,22 @@ class IntakeQueue:
         self._shard_limit = math.ceil(max_backlog / keys.shards) if max_backlog else 0
 
     async def append(
-        self, petition_id: int, fields: SignatureFields, receipt: str, accepted_ms: int,
+        self,
+        petition_id: int,
+        fields: SignatureFields,
+        receipt: str,
+        accepted_ms: int,
         ip_hash: str | None,
     ) -> Appended:
         """Check the registry and append atomically; returns the receipt (a prior one when the
         idempotency key was seen before)."""
         shard = self._keys.shard_for_email(fields.email)
         stream = self._keys.stream(shard)
-        idem = self._keys.idempotency(petition_id, _digest(fields.idempotency_key)) if fields.idempotency_key else stream
+        idem = (
+            self._keys.idempotency(petition_id, _digest(fields.idempotency_key))
+            if fields.idempotency_key
+            else stream
+        )
         payload = encode(receipt, petition_id, accepted_ms, ip_hash, fields)
         with translated():
             reply = await self._append(
@@ -70,7 +79,7 @@ class IntakeQueue:
 
     async def petition(self, petition_id: int) -> PetitionCard | None:
         with translated():
-            data = await self._redis.hgetall(self._keys.petition(petition_id))
+            data: Any = await self._redis.hgetall(self._keys.petition(petition_id))
         return card_from_hash(petition_id, data) if data else None
 
     async def ping(self) -> bool:

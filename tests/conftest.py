@@ -15,13 +15,13 @@ import psycopg
 import pytest
 import redis
 
+from tests.helpers import drain_everything
 from worker.keys import Keys
 from worker.migrate import upgrade
+from worker.petitions import create_petition
 from worker.registry import PetitionCard
 from worker.runtime import Runtime
 from worker.settings import Settings
-from worker.petitions import create_petition
-from tests.helpers import drain_everything
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"

@@ -77,14 +77,31 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, name: str, concurrency: int = 2, queues: str = "ingest",
-                 **extra_env: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, name: str, concurrency: int = 2, queues: str = "ingest", **extra_env: str
+) -> subprocess.Popen[bytes]:
     """A real Celery worker process (`celery -A worker worker`) for `settings`."""
     import sys
 
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", queues, "-c", str(concurrency),
-         "-n", f"{name}@%h", "--without-mingle", "--without-gossip", "--loglevel", "INFO"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+        ],
         env=settings_env(settings, **extra_env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -26,8 +26,14 @@ def cmd_petition(args: argparse.Namespace, settings: Settings) -> int:
 
     rt = Runtime(settings)
     if args.action == "create":
-        card = create_petition(rt.engine, rt.registry, title=args.title, starter_name=args.starter,
-                               starter_email=args.starter_email, goal=args.goal)
+        card = create_petition(
+            rt.engine,
+            rt.registry,
+            title=args.title,
+            starter_name=args.starter,
+            starter_email=args.starter_email,
+            goal=args.goal,
+        )
         print(card.id)
         return 0
     try:
@@ -40,22 +46,59 @@ def cmd_petition(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
-    argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", args.host or settings.host,
-            "--port", str(args.port or settings.port), "--workers", str(args.workers or settings.api_workers),
-            "--no-ws", "--log-level", "warning", "api_stub.app:create_app"]
+    argv = [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--factory",
+        "--host",
+        args.host or settings.host,
+        "--port",
+        str(args.port or settings.port),
+        "--workers",
+        str(args.workers or settings.api_workers),
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "api_stub.app:create_app",
+    ]
     os.execvp(argv[0], argv)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    argv = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", args.queues,
-            "-c", str(args.concurrency or settings.worker_concurrency), "--loglevel", settings.log_level,
-            *args.celery_args]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker",
+        "worker",
+        "-Q",
+        args.queues,
+        "-c",
+        str(args.concurrency or settings.worker_concurrency),
+        "--loglevel",
+        settings.log_level,
+        *args.celery_args,
+    ]
     os.execvp(argv[0], argv)
 
 
 def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
-    argv = [sys.executable, "-m", "celery", "-A", "worker", "beat", "--loglevel", settings.log_level,
-            "--schedule", args.schedule]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker",
+        "beat",
+        "--loglevel",
+        settings.log_level,
+        "--schedule",
+        args.schedule,
+    ]
     os.execvp(argv[0], argv)
 
 

@@ -112,12 +112,22 @@ class Drainer:
             entry = poison.entry
             if entry.deliveries >= self.config.max_deliveries:
                 self.streams.dead_letter(entry, poison.error)
-                log.error("dead-lettered entry %s:%s after %d deliveries: %s",
-                          entry.shard, entry.entry_id, entry.deliveries, poison.error)
+                log.error(
+                    "dead-lettered entry %s:%s after %d deliveries: %s",
+                    entry.shard,
+                    entry.entry_id,
+                    entry.deliveries,
+                    poison.error,
+                )
             else:
-                log.warning("entry %s:%s failed (delivery %d of %d), left pending for retry: %s",
-                            entry.shard, entry.entry_id, entry.deliveries,
-                            self.config.max_deliveries, poison.error)
+                log.warning(
+                    "entry %s:%s failed (delivery %d of %d), left pending for retry: %s",
+                    entry.shard,
+                    entry.entry_id,
+                    entry.deliveries,
+                    self.config.max_deliveries,
+                    poison.error,
+                )
         self.registry.raise_counts(result.outcome.counts)
         if self._on_batch:
             self._on_batch(result, self._clock() - started)

@@ -41,8 +41,13 @@ def create_petition(
     with engine.begin() as conn:
         petition_id = conn.execute(
             insert(petitions)
-            .values(slug=f"new-{uuid4().hex}", title=title,
-                    starter_name=starter_name, goal=goal, signature_count=1)
+            .values(
+                slug=f"new-{uuid4().hex}",
+                title=title,
+                starter_name=starter_name,
+                goal=goal,
+                signature_count=1,
+            )
             .returning(petitions.c.id)
         ).scalar_one()
         slug = f"{petition_id}-{slugify(title)}"
@@ -88,8 +93,12 @@ def sync_registry(engine: Engine, registry: Registry) -> int:
 
 def _cards(conn: Connection, petition_id: int | None = None) -> list[PetitionCard]:
     query = select(
-        petitions.c.id, petitions.c.title, petitions.c.starter_name, petitions.c.status,
-        petitions.c.signature_count, petitions.c.slug,
+        petitions.c.id,
+        petitions.c.title,
+        petitions.c.starter_name,
+        petitions.c.status,
+        petitions.c.signature_count,
+        petitions.c.slug,
     ).order_by(petitions.c.id)
     if petition_id is not None:
         query = query.where(petitions.c.id == petition_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -26,7 +27,7 @@ class PetitionCard:
     signature_count: int
     slug: str = ""
 
-    def as_hash(self) -> dict[str, str | int]:
+    def as_hash(self) -> dict[Any, Any]:
         return {
             "title": self.title,
             "starter": self.starter_name,
@@ -61,7 +62,7 @@ class Registry:
 
     def get(self, petition_id: int) -> PetitionCard | None:
         with translated():
-            data = self._redis.hgetall(self._keys.petition(petition_id))
+            data: Any = self._redis.hgetall(self._keys.petition(petition_id))
         return card_from_hash(petition_id, data) if data else None
 
 

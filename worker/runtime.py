@@ -21,9 +21,7 @@ from worker.streams import SignatureStreams
 
 def redis_client(url: str) -> redis.Redis:
     """A client for `url` (its database number honoured) that fails fast when Redis is gone."""
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
-    )
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
 
 
 @dataclass

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     @cached_property
     def sqlalchemy_url(self) -> str:
         """DATABASE_URL with the psycopg 3 driver named, whichever form was given."""
-        scheme, rest = self.database_url.split("://", 1)
+        rest = self.database_url.split("://", 1)[1]
         return f"postgresql+psycopg://{rest}"
 
     @cached_property

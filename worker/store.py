@@ -134,8 +134,19 @@ class SignatureStore:
             with conn.cursor().copy(f"COPY sig_staging ({ROW_COLUMNS}) FROM STDIN") as copy:
                 for r in rows:
                     copy.write_row(
-                        (r.receipt, r.petition_id, r.email, r.canonical_email, r.name, r.postcode,
-                         r.country, r.opt_in, r.ip_hash, r.accepted_at, r.state)
+                        (
+                            r.receipt,
+                            r.petition_id,
+                            r.email,
+                            r.canonical_email,
+                            r.name,
+                            r.postcode,
+                            r.country,
+                            r.opt_in,
+                            r.ip_hash,
+                            r.accepted_at,
+                            r.state,
+                        )
                     )
             for petition_id, state in conn.execute(INSERT_SIGNATURES).fetchall():
                 if state == "validated":
@@ -164,8 +175,11 @@ class SignatureStore:
         if not rejects:
             return
         columns = [
-            [r.receipt for r in rejects], [r.petition_id for r in rejects],
-            [r.reason for r in rejects], [r.detail for r in rejects], [r.accepted_at for r in rejects],
+            [r.receipt for r in rejects],
+            [r.petition_id for r in rejects],
+            [r.reason for r in rejects],
+            [r.detail for r in rejects],
+            [r.accepted_at for r in rejects],
         ]
         for petition_id, reason in conn.execute(INSERT_REJECTS, columns).fetchall():
             if reason == "duplicate" and petition_id is not None:

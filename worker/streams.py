@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from itertools import groupby
+from typing import Any
 
 import redis
 
@@ -56,7 +57,7 @@ class SignatureStreams:
         """New entries from every shard, about `batch_size` in all, waiting up to `block_ms`."""
         per_shard = max(1, math.ceil(batch_size / self._keys.shards))
         with translated():
-            reply = self._redis.xreadgroup(
+            reply: Any = self._redis.xreadgroup(
                 self._group,
                 consumer,
                 dict.fromkeys(self._streams, ">"),
@@ -64,9 +65,9 @@ class SignatureStreams:
                 block=block_ms,
             )
         return [
-            Entry(self._keys.shard_of(_text(stream)), _text(entry_id), fields.get(FIELD) if fields else None)
+            entry
             for stream, messages in reply or []
-            for entry_id, fields in messages
+            for entry in _entries(self._keys.shard_of(_text(stream)), messages, {})
         ]
 
     def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
@@ -78,25 +79,22 @@ class SignatureStreams:
         claimed: list[Entry] = []
         with translated():
             for shard, stream in enumerate(self._streams):
-                pending = self._redis.xpending_range(
+                pending: Any = self._redis.xpending_range(
                     stream, self._group, min="-", max="+", count=count, idle=min_idle_ms
                 )
                 if not pending:
                     continue
                 deliveries = {_text(p["message_id"]): int(p["times_delivered"]) + 1 for p in pending}
-                messages = self._redis.xclaim(
-                    stream, self._group, consumer, min_idle_ms, list(deliveries)
-                )
-                for entry_id, fields in messages:
-                    key = _text(entry_id)
-                    claimed.append(Entry(shard, key, fields.get(FIELD) if fields else None, deliveries[key]))
+                ids: list[Any] = list(deliveries)
+                messages = self._redis.xclaim(stream, self._group, consumer, min_idle_ms, ids)
+                claimed.extend(_entries(shard, messages, deliveries))
         return claimed
 
     def touch(self, consumer: str, entries: Sequence[Entry]) -> None:
         """Reset the idle time of entries this consumer still works on, so nobody claims them."""
         with translated(), self._redis.pipeline(transaction=False) as pipe:
             for shard, group in _by_shard(entries):
-                ids = [e.entry_id for e in group]
+                ids: list[Any] = [e.entry_id for e in group]
                 pipe.xclaim(self._keys.stream(shard), self._group, consumer, 0, ids, justid=True)
             pipe.execute()
 
@@ -126,6 +124,15 @@ class SignatureStreams:
             )
             pipe.xack(self._keys.stream(entry.shard), self._group, entry.entry_id)
             pipe.execute()
+
+
+def _entries(shard: int, messages: Any, deliveries: dict[str, int]) -> list[Entry]:
+    """Redis's [(id, {field: value})] as entries; a deleted entry's fields come back empty."""
+    entries = []
+    for entry_id, fields in messages:
+        key = _text(entry_id)
+        entries.append(Entry(shard, key, fields.get(FIELD) if fields else None, deliveries.get(key, 1)))
+    return entries
 
 
 def _by_shard(entries: Sequence[Entry]) -> Iterator[tuple[int, list[Entry]]]:

@@ -61,5 +61,5 @@ def _send_successor(hostname: str, slot: int, leases: DrainerLeases) -> None:
         try:
             send_drain(hostname, slot, leases)
             return
-        except Exception:  # noqa: BLE001 - broker errors come in many types; all mean "retry"
+        except Exception:
             time.sleep(min(5.0, 0.2 * 2**attempt))

@@ -21,7 +21,7 @@ CHECK_SECONDS = 5.0
 
 def install(app: Celery, settings: Settings) -> None:
     class DrainWatchdog(bootsteps.StartStopStep):  # type: ignore[misc]
-        requires = {"celery.worker.consumer.tasks:Tasks"}
+        requires = frozenset({"celery.worker.consumer.tasks:Tasks"})
 
         def __init__(self, parent: Any, **kwargs: Any) -> None:
             super().__init__(parent, **kwargs)
@@ -55,7 +55,7 @@ def install(app: Celery, settings: Settings) -> None:
                     count = sync_registry(rt.engine, rt.registry)
                     self.registry_synced = True
                     log.info("registry synced: %d petitions", count)
-            except Exception as exc:  # noqa: BLE001 - PostgreSQL down at start: try next tick
+            except Exception as exc:
                 log.warning("registry sync failed, retrying in %.0fs: %s", CHECK_SECONDS, type(exc).__name__)
             leases = DrainerLeases(rt.redis, rt.keys, hostname, lease_ttl_ms())
             try:
@@ -63,7 +63,7 @@ def install(app: Celery, settings: Settings) -> None:
                     send_drain(hostname, slot, leases)
                     if not force:
                         log.warning("re-kicked drainer slot %d (its lease had expired)", slot)
-            except Exception as exc:  # noqa: BLE001 - broker or Redis down: next tick
+            except Exception as exc:
                 log.warning("cannot kick drainers yet: %s", exc)
 
     app.steps["consumer"].add(DrainWatchdog)

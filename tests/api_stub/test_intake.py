@@ -35,8 +35,12 @@ def sign(client: TestClient, petition_id: object, **kwargs: object) -> object:
     return client.post(f"/petitions/{petition_id}/signatures", **kwargs)  # type: ignore[arg-type]
 
 
-def test_a_json_signature_is_accepted_with_a_receipt(client: TestClient, petition: PetitionCard, rt: Runtime) -> None:
-    response = client.post(f"/petitions/{petition.id}/signatures", json={"email": "a@example.org", "name": "Ann"})
+def test_a_json_signature_is_accepted_with_a_receipt(
+    client: TestClient, petition: PetitionCard, rt: Runtime
+) -> None:
+    response = client.post(
+        f"/petitions/{petition.id}/signatures", json={"email": "a@example.org", "name": "Ann"}
+    )
     assert response.status_code == 202
     body = response.json()
     assert body["status"] == "queued" and len(body["receipt"]) == 32
@@ -53,17 +57,25 @@ def test_a_form_post_is_accepted(client: TestClient, petition: PetitionCard, rt:
     assert queued(rt) == 1
 
 
-def test_the_entry_carries_a_keyed_ip_hash_never_the_raw_ip(client: TestClient, petition: PetitionCard, rt: Runtime) -> None:
+def test_the_entry_carries_a_keyed_ip_hash_never_the_raw_ip(
+    client: TestClient, petition: PetitionCard, rt: Runtime
+) -> None:
     client.post(f"/petitions/{petition.id}/signatures", json={"email": "a@example.org", "name": "Ann"})
     [(_, [(_, fields)])] = rt.redis.xread(dict.fromkeys(rt.keys.streams(), "0"))
     entry = orjson.loads(fields[b"s"])
     assert len(entry["ip"]) == 32 and "testclient" not in fields[b"s"].decode()
 
 
-def test_the_same_idempotency_key_gives_the_same_receipt_and_one_entry(client: TestClient, petition: PetitionCard, rt: Runtime) -> None:
+def test_the_same_idempotency_key_gives_the_same_receipt_and_one_entry(
+    client: TestClient, petition: PetitionCard, rt: Runtime
+) -> None:
     url = f"/petitions/{petition.id}/signatures"
-    first = client.post(url, json={"email": "a@example.org", "name": "Ann"}, headers={"Idempotency-Key": "k-1"})
-    again = client.post(url, json={"email": "a@example.org", "name": "Ann"}, headers={"Idempotency-Key": "k-1"})
+    first = client.post(
+        url, json={"email": "a@example.org", "name": "Ann"}, headers={"Idempotency-Key": "k-1"}
+    )
+    again = client.post(
+        url, json={"email": "a@example.org", "name": "Ann"}, headers={"Idempotency-Key": "k-1"}
+    )
     in_body = client.post(url, json={"email": "a@example.org", "name": "Ann", "idempotency_key": "k-1"})
     assert first.status_code == again.status_code == in_body.status_code == 202
     assert first.json()["receipt"] == again.json()["receipt"] == in_body.json()["receipt"]
@@ -85,9 +97,17 @@ def test_the_same_idempotency_key_gives_the_same_receipt_and_one_entry(client: T
     ],
 )
 def test_malformed_bodies_and_other_types_are_refused_and_nothing_is_queued(
-    client: TestClient, petition: PetitionCard, rt: Runtime, body: bytes, content_type: str, status: int, error: str
+    client: TestClient,
+    petition: PetitionCard,
+    rt: Runtime,
+    body: bytes,
+    content_type: str,
+    status: int,
+    error: str,
 ) -> None:
-    response = client.post(f"/petitions/{petition.id}/signatures", content=body, headers={"content-type": content_type})
+    response = client.post(
+        f"/petitions/{petition.id}/signatures", content=body, headers={"content-type": content_type}
+    )
     assert (response.status_code, response.json()["error"]) == (status, error)
     assert queued(rt) == 0
 
@@ -117,21 +137,32 @@ def test_missing_or_wrong_fields_get_422_naming_them(
     assert queued(rt) == 0
 
 
-def test_a_name_of_exactly_200_characters_after_trimming_is_fine(client: TestClient, petition: PetitionCard) -> None:
-    response = client.post(f"/petitions/{petition.id}/signatures", json={"email": "a@example.org", "name": "  " + "é" * 200 + " "})
+def test_a_name_of_exactly_200_characters_after_trimming_is_fine(
+    client: TestClient, petition: PetitionCard
+) -> None:
+    response = client.post(
+        f"/petitions/{petition.id}/signatures",
+        json={"email": "a@example.org", "name": "  " + "é" * 200 + " "},
+    )
     assert response.status_code == 202
 
 
 def test_a_body_over_8_kib_gets_413(client: TestClient, petition: PetitionCard, rt: Runtime) -> None:
     body = orjson.dumps({"email": "a@example.org", "name": "Ann", "padding": "x" * 9000})
-    response = client.post(f"/petitions/{petition.id}/signatures", content=body, headers={"content-type": "application/json"})
+    response = client.post(
+        f"/petitions/{petition.id}/signatures", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413 and response.json()["error"] == "body_too_large"
     assert queued(rt) == 0
 
 
-@pytest.mark.parametrize("petition_id", ["0", "-1", "abc", "1.5", "99999999999999999999999", "9223372036854775808", "%201"])
+@pytest.mark.parametrize(
+    "petition_id", ["0", "-1", "abc", "1.5", "99999999999999999999999", "9223372036854775808", "%201"]
+)
 def test_petition_ids_that_are_not_positive_integers_get_404(client: TestClient, petition_id: str) -> None:
-    response = client.post(f"/petitions/{petition_id}/signatures", json={"email": "a@example.org", "name": "Ann"})
+    response = client.post(
+        f"/petitions/{petition_id}/signatures", json={"email": "a@example.org", "name": "Ann"}
+    )
     assert response.status_code == 404
 
 
@@ -142,12 +173,19 @@ def test_an_unknown_petition_gets_404(client: TestClient, rt: Runtime) -> None:
 
 
 @pytest.mark.parametrize("status", ["closed", "victory"])
-def test_a_closed_or_victorious_petition_gets_409(client: TestClient, petition: PetitionCard, rt: Runtime, status: str) -> None:
+def test_a_closed_or_victorious_petition_gets_409(
+    client: TestClient, petition: PetitionCard, rt: Runtime, status: str
+) -> None:
     from worker.petitions import set_status
 
     set_status(rt.engine, rt.registry, petition.id, status)
-    response = client.post(f"/petitions/{petition.id}/signatures", json={"email": "a@example.org", "name": "Ann"})
-    assert response.status_code == 409 and response.json() == {"error": "petition_closed", "detail": "this petition no longer takes signatures"}
+    response = client.post(
+        f"/petitions/{petition.id}/signatures", json={"email": "a@example.org", "name": "Ann"}
+    )
+    assert response.status_code == 409 and response.json() == {
+        "error": "petition_closed",
+        "detail": "this petition no longer takes signatures",
+    }
     assert queued(rt) == 0
 
 
@@ -161,7 +199,9 @@ def test_redis_unreachable_gets_503_with_retry_after(settings: Settings) -> None
     assert ready.status_code == 503 and health.status_code == 200
 
 
-def test_get_petition_shows_the_live_count_and_the_call_to_action(client: TestClient, petition: PetitionCard) -> None:
+def test_get_petition_shows_the_live_count_and_the_call_to_action(
+    client: TestClient, petition: PetitionCard
+) -> None:
     body = client.get(f"/petitions/{petition.id}").json()
     assert body["title"] == "Save the library" and body["starter_name"] == "Clara LONG"
     assert body["status"] == "open" and body["signature_count"] == 1

@@ -32,7 +32,9 @@ def test_duplicates_inside_a_batch_are_rejected_as_duplicate_keeping_the_first()
 
 
 def test_the_same_person_on_two_petitions_is_not_a_duplicate() -> None:
-    plan = plan_batch([entry(1, "a@example.org", petition=1), entry(2, "a@example.org", petition=2)], EmailChecker())
+    plan = plan_batch(
+        [entry(1, "a@example.org", petition=1), entry(2, "a@example.org", petition=2)], EmailChecker()
+    )
     assert len(plan.rows) == 2
 
 
@@ -40,7 +42,10 @@ def test_a_bad_entry_next_to_good_ones_does_not_spoil_the_batch() -> None:
     bad_name = entry(2, "b@example.org", name="Bad\x00Name")
     undecodable = Entry(shard=0, entry_id="3-0", payload=b"\xff\xfe not json")
     invalid_email = entry(4, "nobody@localhost")
-    plan = plan_batch([entry(1, "a@example.org"), bad_name, undecodable, invalid_email, entry(5, "e@example.org")], EmailChecker())
+    plan = plan_batch(
+        [entry(1, "a@example.org"), bad_name, undecodable, invalid_email, entry(5, "e@example.org")],
+        EmailChecker(),
+    )
     assert [r.receipt for r in plan.rows] == ["r1", "r5"]
     assert {(r.receipt, r.reason) for r in plan.rejects} == {("r2", "invalid_field"), ("r4", "invalid_email")}
     assert [p.entry.entry_id for p in plan.poison] == ["3-0"]
@@ -49,7 +54,9 @@ def test_a_bad_entry_next_to_good_ones_does_not_spoil_the_batch() -> None:
 
 def test_names_in_any_script_and_emoji_are_kept() -> None:
     names = ["محمد الأحمد", "שרה כהן", "Zoë 👩🏽‍🔬", "李小龍", "O'Brien-Smith"]
-    plan = plan_batch([entry(n, f"p{n}@example.org", name=name) for n, name in enumerate(names)], EmailChecker())
+    plan = plan_batch(
+        [entry(n, f"p{n}@example.org", name=name) for n, name in enumerate(names)], EmailChecker()
+    )
     assert [r.name for r in plan.rows] == names
 
 
@@ -67,8 +74,15 @@ def test_fields_that_break_the_rules_are_rejected_as_invalid_field() -> None:
 
 
 def test_petition_checks_refuse_unknown_and_closed_but_keep_signatures_accepted_before_closing() -> None:
-    plan = plan_batch([entry(1, "a@example.org", petition=1), entry(2, "b@example.org", petition=2),
-                       entry(3, "c@example.org", petition=3), entry(4, "d@example.org", petition=4)], EmailChecker())
+    plan = plan_batch(
+        [
+            entry(1, "a@example.org", petition=1),
+            entry(2, "b@example.org", petition=2),
+            entry(3, "c@example.org", petition=3),
+            entry(4, "d@example.org", petition=4),
+        ],
+        EmailChecker(),
+    )
     accepted = plan.rows[0].accepted_at
     states = {
         1: PetitionState("open", None),

@@ -31,13 +31,18 @@ def persisted(db: psycopg.Connection[tuple[object, ...]]) -> int:
 
 
 def test_a_started_worker_drains_by_itself_and_persists_an_idle_signature_quickly(
-    settings: Settings, client: TestClient, make_petition: PetitionFactory, rt: Runtime,
+    settings: Settings,
+    client: TestClient,
+    make_petition: PetitionFactory,
+    rt: Runtime,
     db: psycopg.Connection[tuple[object, ...]],
 ) -> None:
     petition = make_petition()
     for n in range(200):
         client.post(f"/petitions/{petition.id}/signatures", json={"email": f"u{n}@example.org", "name": "U"})
-    worker = start_worker(settings.model_copy(update={"drain_slice_seconds": 1.0}), f"t{uuid.uuid4().hex[:8]}")
+    worker = start_worker(
+        settings.model_copy(update={"drain_slice_seconds": 1.0}), f"t{uuid.uuid4().hex[:8]}"
+    )
     try:
         wait_for(lambda: persisted(db) == 201, timeout=60)
         # Idle now, across several 1 s slice hand-overs: a new signature is still picked up by

@@ -27,7 +27,9 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 def post(client: TestClient, petition_id: int, email: str, name: str = "Ann", **extra: object) -> str:
-    response = client.post(f"/petitions/{petition_id}/signatures", json={"email": email, "name": name, **extra})
+    response = client.post(
+        f"/petitions/{petition_id}/signatures", json={"email": email, "name": name, **extra}
+    )
     assert response.status_code == 202, response.text
     return str(response.json()["receipt"])
 
@@ -44,11 +46,16 @@ def test_signatures_travel_from_http_to_postgres_counted_once(
     petition = make_petition()
     receipts = [post(client, petition.id, f"signer{n}@example.org", opt_in=n % 2 == 0) for n in range(25)]
     drain()
-    stored = {r for (r,) in db.execute("SELECT receipt FROM signatures WHERE petition_id = %s", [petition.id])}
+    stored = {
+        r for (r,) in db.execute("SELECT receipt FROM signatures WHERE petition_id = %s", [petition.id])
+    }
     assert stored == {*receipts, f"starter-{petition.id}"}
     assert count(db, "SELECT signature_count FROM petitions WHERE id = %s", petition.id) == 26
     assert client.get(f"/petitions/{petition.id}").json()["signature_count"] == 26
-    assert client.get(f"/petitions/{petition.id}").json()["call_to_action"] == "Join Clara and 25 supporters today."
+    assert (
+        client.get(f"/petitions/{petition.id}").json()["call_to_action"]
+        == "Join Clara and 25 supporters today."
+    )
     assert count(db, "SELECT count(*) FROM signatures WHERE opt_in") == 13
 
 
@@ -58,14 +65,21 @@ def test_duplicates_by_case_dots_and_tags_across_batches_and_shards_count_once(
     petition = make_petition()
     first = post(client, petition.id, "Ann.Lee@gmail.com")
     drain()
-    variants = ["annlee@gmail.com", "ANN.LEE+petition@googlemail.com", "a.n.n.l.e.e@GMAIL.com", "annlee+x@gmail.com"]
+    variants = [
+        "annlee@gmail.com",
+        "ANN.LEE+petition@googlemail.com",
+        "a.n.n.l.e.e@GMAIL.com",
+        "annlee+x@gmail.com",
+    ]
     assert len({rt.keys.shard_for_email(v) for v in variants}) > 1, "variants should span shards"
     later = [post(client, petition.id, v) for v in variants]
     drain()
     assert count(db, "SELECT count(*) FROM signatures WHERE petition_id = %s", petition.id) == 2
     assert count(db, "SELECT signature_count FROM petitions WHERE id = %s", petition.id) == 2
     assert count(db, "SELECT duplicate_count FROM petitions WHERE id = %s", petition.id) == 4
-    dup_receipts = {r for (r,) in db.execute("SELECT receipt FROM rejected_signatures WHERE reason = 'duplicate'")}
+    dup_receipts = {
+        r for (r,) in db.execute("SELECT receipt FROM rejected_signatures WHERE reason = 'duplicate'")
+    }
     assert dup_receipts == set(later)
     assert count(db, "SELECT count(*) FROM signatures WHERE receipt = %s", first) == 1
 
@@ -77,7 +91,9 @@ def test_invalid_emails_land_in_rejected_signatures_with_the_reason(
     bad = post(client, petition.id, "someone@localhost")
     good = post(client, petition.id, "someone@example.org")
     drain()
-    reason, detail = db.execute("SELECT reason, detail FROM rejected_signatures WHERE receipt = %s", [bad]).fetchone()  # type: ignore[misc]
+    reason, detail = db.execute(
+        "SELECT reason, detail FROM rejected_signatures WHERE receipt = %s", [bad]
+    ).fetchone()  # type: ignore[misc]
     assert reason == "invalid_email" and detail
     assert count(db, "SELECT count(*) FROM signatures WHERE receipt = %s", good) == 1
     assert count(db, "SELECT signature_count FROM petitions WHERE id = %s", petition.id) == 2
@@ -87,8 +103,13 @@ def test_redelivering_an_already_processed_entry_changes_nothing(
     make_petition: PetitionFactory, rt: Runtime, db: DB
 ) -> None:
     petition = make_petition()
-    payloads = [encode(f"r{n}", petition.id, 1_790_000_000_000, None, SignatureFields(f"p{n}@example.org", "P")) for n in range(5)]
-    payloads.append(encode("dup", petition.id, 1_790_000_000_000, None, SignatureFields("P0@example.org", "P")))
+    payloads = [
+        encode(f"r{n}", petition.id, 1_790_000_000_000, None, SignatureFields(f"p{n}@example.org", "P"))
+        for n in range(5)
+    ]
+    payloads.append(
+        encode("dup", petition.id, 1_790_000_000_000, None, SignatureFields("P0@example.org", "P"))
+    )
     payloads.append(encode("bad", petition.id, 1_790_000_000_000, None, SignatureFields("x@localhost", "P")))
     rt.streams.ensure_groups()
     for p in payloads:
@@ -119,7 +140,8 @@ def test_count_equals_rows_after_every_batch(
             assert read_invariant(db).counts_match
     assert batches >= 5
     assert count(db, "SELECT sum(signature_count) FROM petitions") == 3 + 300 - count(
-        db, "SELECT count(*) FROM rejected_signatures WHERE reason = 'duplicate'")
+        db, "SELECT count(*) FROM rejected_signatures WHERE reason = 'duplicate'"
+    )
 
 
 def test_hostile_names_are_stored_or_rejected_one_by_one_never_failing_the_batch(
@@ -127,17 +149,36 @@ def test_hostile_names_are_stored_or_rejected_one_by_one_never_failing_the_batch
 ) -> None:
     petition = make_petition()
     names = {
-        "ok-rtl": "مريم ‏العلي", "ok-emoji": "Zoë 🏳️‍🌈", "ok-cjk": "山田太郎",
-        "bad-nul": "Ann\x00Lee", "bad-bell": "Ann\x07", "bad-esc": "\x1b[31mred",
+        "ok-rtl": "مريم ‏العلي",
+        "ok-emoji": "Zoë 🏳️‍🌈",
+        "ok-cjk": "山田太郎",
+        "bad-nul": "Ann\x00Lee",
+        "bad-bell": "Ann\x07",
+        "bad-esc": "\x1b[31mred",
     }
     rt.streams.ensure_groups()
     for receipt, name in names.items():
         raw = b'{"r":"%s","p":%d,"t":1790000000000,"f":{"email":"%s@example.org","name":"%s"}}' % (
-            receipt.encode(), petition.id, receipt.encode(), name.encode().replace(b"\x00", b"\\u0000").replace(b"\x07", b"\\u0007").replace(b"\x1b", b"\\u001b"))
+            receipt.encode(),
+            petition.id,
+            receipt.encode(),
+            name.encode()
+            .replace(b"\x00", b"\\u0000")
+            .replace(b"\x07", b"\\u0007")
+            .replace(b"\x1b", b"\\u001b"),
+        )
         rt.redis.xadd(rt.keys.stream(0), {"s": raw})
-    rt.redis.xadd(rt.keys.stream(0), {"s": b'{"r":"lone","p":%d,"t":1790000000000,"f":{"email":"l@example.org","name":"\xed\xa0\x80"}}' % petition.id})
+    rt.redis.xadd(
+        rt.keys.stream(0),
+        {
+            "s": b'{"r":"lone","p":%d,"t":1790000000000,"f":{"email":"l@example.org","name":"\xed\xa0\x80"}}'
+            % petition.id
+        },
+    )
     rt.drainer.step()
-    stored = {r: n for r, n in db.execute("SELECT receipt, name FROM signatures WHERE receipt NOT LIKE 'starter%%'")}
+    stored = {
+        r: n for r, n in db.execute("SELECT receipt, name FROM signatures WHERE receipt NOT LIKE 'starter%%'")
+    }
     assert stored == {k: v for k, v in names.items() if k.startswith("ok")}
     rejected = {r: reason for r, reason in db.execute("SELECT receipt, reason FROM rejected_signatures")}
     assert rejected == {"bad-nul": "invalid_field", "bad-bell": "invalid_field", "bad-esc": "invalid_field"}

@@ -129,9 +129,7 @@ def check_submission(submission: Submission, emails: EmailChecker) -> Row | Reje
     )
 
 
-def check_petitions(
-    rows: Iterable[Row], states: dict[int, PetitionState]
-) -> tuple[list[Row], list[Reject]]:
+def check_petitions(rows: Iterable[Row], states: dict[int, PetitionState]) -> tuple[list[Row], list[Reject]]:
     """Keep rows whose petition exists and was open when the signature was accepted."""
     kept: list[Row] = []
     rejects: list[Reject] = []

@@ -8,7 +8,7 @@ def first_name(full_name: str) -> str:
 
 
 def call_to_action(starter_name: str, status: str, signature_count: int) -> str:
-    """"Join Clara and 262 supporters today." for Clara LONG's open petition with 263 signatures
+    """ "Join Clara and 262 supporters today." for Clara LONG's open petition with 263 signatures
     (the starter's own signature is supporter number one)."""
     if status == "victory":
         return f"This petition made change with {signature_count} supporters!"
