@@ -6,7 +6,8 @@ staging table, insert them (`ON CONFLICT DO NOTHING` against the unique receipt 
 reasons, then add `+n` to each petition's counts in petition-id order (so concurrent workers
 never deadlock). The commit makes the rows and the counts visible together.
 
-Driver errors become `RetryLater` (server gone, deadlock) or `BatchRejected` (content refused).
+Driver errors become `RetryLater` (server gone, deadlock, schema missing: wait for the operator)
+or `BatchRejected` (PostgreSQL refused the content: the caller splits the batch).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def translated() -> Iterator[None]:
         yield
     except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.LockNotAvailable) as exc:
         raise RetryLater(f"PostgreSQL: {exc.sqlstate}") from None
-    except (pg_errors.DataError, pg_errors.IntegrityError, pg_errors.ProgrammingError) as exc:
+    except (pg_errors.DataError, pg_errors.IntegrityError) as exc:
         raise BatchRejected(f"PostgreSQL refused the batch: {exc}") from None
     except psycopg.Error as exc:
         raise RetryLater(f"PostgreSQL unavailable: {type(exc).__name__}") from None
@@ -156,7 +157,7 @@ class SignatureStore:
             for (petition_id,) in conn.execute(INSERT_DUPLICATES).fetchall():
                 outcome.duplicates[int(petition_id)] += 1  # type: ignore[call-overload]
         self._insert_rejects(conn, [*plan.rejects, *petition_rejects], outcome)
-        outcome.counts = self._add_counts(conn, outcome)
+        outcome.counts = self._add_counts(conn, outcome, plan.petition_ids())
         return outcome
 
     @staticmethod
@@ -188,8 +189,12 @@ class SignatureStore:
                 outcome.rejected[str(reason)] += 1
 
     @staticmethod
-    def _add_counts(conn: psycopg.Connection[tuple[object, ...]], outcome: BatchOutcome) -> dict[int, int]:
-        ids = sorted(set(outcome.persisted) | set(outcome.duplicates))
+    def _add_counts(
+        conn: psycopg.Connection[tuple[object, ...]], outcome: BatchOutcome, petition_ids: list[int]
+    ) -> dict[int, int]:
+        # Every petition of the batch, even with nothing new (a redelivered batch): the counts
+        # returned are published to the registry, which a crash before the publish left behind.
+        ids = sorted(set(petition_ids) | set(outcome.persisted) | set(outcome.duplicates))
         if not ids:
             return {}
         # Take the hot rows' locks last and in id order: short holds, no lock-order deadlocks.

@@ -14,6 +14,7 @@ from tests.conftest import PetitionFactory
 from tests.helpers import backlog, read_invariant
 from worker.pipeline.entry import encode
 from worker.pipeline.fields import SignatureFields
+from worker.pipeline.plan import plan_batch
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -183,3 +184,22 @@ def test_hostile_names_are_stored_or_rejected_one_by_one_never_failing_the_batch
     rejected = {r: reason for r, reason in db.execute("SELECT receipt, reason FROM rejected_signatures")}
     assert rejected == {"bad-nul": "invalid_field", "bad-bell": "invalid_field", "bad-esc": "invalid_field"}
     assert backlog(rt) == (0, 1), "the undecodable entry stays pending for retry"
+
+
+def test_a_batch_redelivered_after_a_crash_before_publishing_still_publishes_the_count(
+    make_petition: PetitionFactory, rt: Runtime, db: DB
+) -> None:
+    petition = make_petition()
+    rt.streams.ensure_groups()
+    for n in range(3):
+        payload = encode(
+            f"r{n}", petition.id, 1_790_000_000_000, None, SignatureFields(f"p{n}@example.org", "P")
+        )
+        rt.redis.xadd(rt.keys.stream(0), {"s": payload})
+    entries = rt.streams.read("c1", 100, 10)
+    rt.drainer.store.write(plan_batch(entries, rt.drainer.emails))
+    # The worker died after the commit, before XACK and before publishing: the registry is stale.
+    assert rt.registry.get(petition.id).signature_count == 1  # type: ignore[union-attr]
+    rt.drainer.process(entries)
+    assert rt.registry.get(petition.id).signature_count == 4  # type: ignore[union-attr]
+    assert backlog(rt) == (0, 0)
