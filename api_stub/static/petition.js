@@ -7,11 +7,12 @@
   if (!form || !window.fetch || !window.URLSearchParams) return;
   var statusLine = document.getElementById("form-status");
   var count = document.getElementById("signature-count");
+  var noun = document.getElementById("signature-noun");
   var callToAction = document.getElementById("call-to-action");
   var thanks = document.getElementById("thanks");
   var button = form.querySelector("button[type=submit]");
   var FIELDS = ["name", "email", "postcode", "country", "opt_in"];
-  var POLL_DELAYS_MS = [1000, 2000, 3000, 5000, 8000];
+  var POLL_DELAYS_MS = [1000, 2000, 3000, 5000, 8000, 13000, 21000]; // about a minute in all
   var GENERIC = "Something went wrong and your signature was not sent. Please try again.";
 
   function showError(field, message) {
@@ -39,6 +40,7 @@
   function showCount(petition) {
     count.dataset.count = String(petition.signature_count);
     count.textContent = petition.signature_count.toLocaleString("en-GB");
+    noun.textContent = petition.signature_count === 1 ? "signature" : "signatures";
     if (callToAction && petition.call_to_action) callToAction.textContent = petition.call_to_action;
   }
 

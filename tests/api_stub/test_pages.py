@@ -151,7 +151,7 @@ def test_the_page_is_small_and_loads_nothing_from_elsewhere(
     client: TestClient, petition: PetitionCard
 ) -> None:
     response = client.get(f"/petitions/{petition.id}", headers=PAGE)
-    links = re.findall(r'(?:src|href|action)="([^"]*)"', response.text)
+    links = [link for link in re.findall(r'(?:src|href|action)="([^"]*)"', response.text) if link != "data:,"]
     assert links and all(link.startswith("/") and not link.startswith("//") for link in links)
     assets = [client.get(link) for link in links if link.startswith("/static/")]
     assert [a.status_code for a in assets] == [200, 200]
