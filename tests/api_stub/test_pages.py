@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Callable, Iterator
 
 import httpx2
@@ -433,3 +434,19 @@ def test_a_filled_honeypot_is_answered_like_any_signature_and_stored_fraudulent_
     assert signature_states(db) == [("ann@example.org", "validated"), ("bot@example.org", "fraudulent")]
     assert count_in_db(db, petition.id) == 2  # the starter and Ann
     assert client.get(f"/petitions/{petition.id}").json()["signature_count"] == 2
+
+
+def test_a_form_post_while_redis_is_down_gets_503_in_words_and_nothing_else_breaks(
+    settings: Settings,
+) -> None:
+    down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    nonce = csrf.new_nonce()
+    token = csrf.make_token(settings.csrf_secret, nonce, int(time.time()))
+    with TestClient(create_app(down), cookies={csrf.COOKIE: nonce}) as client:
+        fields = {"csrf_token": token, "name": "Ann", "email": "ann@example.org"}
+        page = client.post("/petitions/1/signatures", data=fields, headers=NO_JS_POST)
+        script = client.post("/petitions/1/signatures", data=fields, headers=SCRIPT_POST)
+    assert page.status_code == 503 and page.headers["retry-after"] == "1"
+    assert "We could not take your signature just now." in text_of(page.text)
+    assert script.status_code == 503 and script.json()["error"] == "unavailable"
+    assert "try again in a minute" in script.json()["message"]
