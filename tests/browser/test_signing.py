@@ -120,6 +120,23 @@ def test_signing_again_with_the_same_email_in_another_case_leaves_the_count_unch
     assert len(stored(db, petition.id)) == 1
 
 
+def test_a_bot_filling_the_hidden_field_sees_the_same_thank_you_and_is_not_counted(
+    page: Page, site: str, worker: None, make_petition: PetitionFactory, db: Db
+) -> None:
+    petition = make_petition()
+    page.goto(f"{site}/petitions/{petition.id}")
+    # Off-screen for people (and hidden from screen readers), but in the form for bots
+    assert page.evaluate("document.getElementById('comment').getBoundingClientRect().right") <= 0
+    fill_in(page, "Bot", "bot@example.org")
+    page.evaluate("document.getElementById('comment').value = 'cheap watches'")
+    page.click("#sign-button")
+    page.wait_visible("#thanks")
+    wait_for(lambda: len(stored(db, petition.id)) == 1, timeout=45, interval=0.2)
+    assert stored(db, petition.id)[0][-1] == "fraudulent"
+    page.reload()
+    assert count_on(page) == 1
+
+
 def test_an_invalid_email_shows_the_message_by_the_field_and_keeps_the_typing(
     page: Page, site: str, make_petition: PetitionFactory, rt: Runtime
 ) -> None:
