@@ -10,12 +10,10 @@ script posts in the background and gets JSON.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
@@ -26,6 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from api_stub import csrf
+from api_stub.assets import load_assets, serving_assets
 from api_stub.form import (
     HONEYPOT,
     MESSAGES,
@@ -54,8 +53,6 @@ if TYPE_CHECKING:
     from api_stub.app import Intake
 
 Handler = Callable[[Request], Awaitable[Response]]
-STATIC = Path(__file__).parent / "static"
-ASSET_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 RETRY_AFTER = {"unavailable": "1", "backlog_full": "5"}
 # name, label, input type, autocomplete, maxlength, required: the text fields in focus order
 TEXT_FIELDS = (
@@ -303,33 +300,6 @@ class PetitionPages:
 
 def _json(body: object, status: int, headers: Mapping[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, dict(headers or {}), media_type="application/json")
-
-
-def load_assets(folder: Path = STATIC) -> dict[str, tuple[bytes, str, str]]:
-    """The page's few small files, read once: name -> (content, media type, ETag)."""
-    assets = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix in ASSET_TYPES:
-            content = path.read_bytes()
-            etag = '"' + hashlib.sha256(content).hexdigest()[:16] + '"'
-            assets[path.name] = (content, ASSET_TYPES[path.suffix], etag)
-    return assets
-
-
-def serving_assets(assets: Mapping[str, tuple[bytes, str, str]]) -> Handler:
-    """GET /static/{name}: from memory, revalidated by ETag (the files change only with a release)."""
-
-    async def static(request: Request) -> Response:
-        asset = assets.get(request.path_params["name"])
-        if asset is None:
-            return Response(b"not found", 404, media_type="text/plain")
-        content, media_type, etag = asset
-        headers = {"ETag": etag, "Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
-        if request.headers.get("if-none-match") == etag:
-            return Response(None, 304, headers)
-        return Response(content, 200, headers, media_type=media_type)
-
-    return static
 
 
 def with_pages(routes: list[Route], intake: Intake) -> list[Route]:
