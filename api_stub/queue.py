@@ -58,9 +58,11 @@ class IntakeQueue:
         receipt: str,
         accepted_ms: int,
         ip_hash: str | None,
+        *,
+        honeypot: bool = False,
     ) -> Appended:
         """Check the registry and append atomically; returns the receipt (a prior one when the
-        idempotency key was seen before)."""
+        idempotency key was seen before). `honeypot` marks the entry to be stored fraudulent."""
         shard = self._keys.shard_for_email(fields.email)
         stream = self._keys.stream(shard)
         idem = (
@@ -68,7 +70,7 @@ class IntakeQueue:
             if fields.idempotency_key
             else stream
         )
-        payload = encode(receipt, petition_id, accepted_ms, ip_hash, fields)
+        payload = encode(receipt, petition_id, accepted_ms, ip_hash, fields, honeypot=honeypot)
         with translated():
             reply = await self._append(
                 keys=[self._keys.petition(petition_id), stream, idem],

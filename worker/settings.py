@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     log_level: str = "INFO"
 
+    # issue 9: petition page and signing form
+    csrf_secret: str = DEV_SECRET  # key of the HMAC behind the form's CSRF token
+    csrf_max_age_seconds: int = Field(86_400, ge=60)  # a form older than this is refreshed, not accepted
+
     @field_validator("database_url")
     @classmethod
     def _accept_both_postgres_schemes(cls, value: str) -> str:

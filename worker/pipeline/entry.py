@@ -2,7 +2,8 @@
 
 An entry is one field `s` holding compact JSON: receipt, petition id, accepted-at (ms since
 the epoch), keyed IP hash and the checked fields. One field keeps Redis memory per queued
-signature low (see BENCHMARKS.md).
+signature low (see BENCHMARKS.md). Optional keys are written only when set, so entries from an
+older intake decode unchanged: `hp: 1` marks a form post whose honeypot field was filled.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Submission:
     accepted_at: datetime
     ip_hash: str | None
     raw_fields: dict[str, Any]
+    honeypot: bool = False  # a bot filled the form's hidden field: store as fraudulent
 
 
 class UndecodableEntry(ValueError):
@@ -45,11 +47,19 @@ class UndecodableEntry(ValueError):
 
 
 def encode(
-    receipt: str, petition_id: int, accepted_ms: int, ip_hash: str | None, fields: SignatureFields
+    receipt: str,
+    petition_id: int,
+    accepted_ms: int,
+    ip_hash: str | None,
+    fields: SignatureFields,
+    *,
+    honeypot: bool = False,
 ) -> bytes:
     body: dict[str, object] = {"r": receipt, "p": petition_id, "t": accepted_ms, "f": fields.as_payload()}
     if ip_hash:
         body["ip"] = ip_hash
+    if honeypot:
+        body["hp"] = 1
     return orjson.dumps(body)
 
 
@@ -73,4 +83,7 @@ def decode(entry: Entry) -> Submission:
         accepted_at = datetime.fromtimestamp(accepted_ms / 1000, UTC)
     except (OverflowError, OSError, ValueError):
         raise UndecodableEntry("payload's accepted time is out of range") from None
-    return Submission(entry, receipt, petition_id, accepted_at, ip_hash, fields)
+    honeypot = body.get("hp", 0)
+    if honeypot not in (0, 1) or isinstance(honeypot, bool):
+        raise UndecodableEntry("payload's honeypot flag is not 0 or 1")
+    return Submission(entry, receipt, petition_id, accepted_at, ip_hash, fields, honeypot == 1)

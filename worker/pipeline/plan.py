@@ -126,6 +126,7 @@ def check_submission(submission: Submission, emails: EmailChecker) -> Row | Reje
         opt_in=fields.opt_in,
         ip_hash=submission.ip_hash,
         accepted_at=submission.accepted_at,
+        state="fraudulent" if submission.honeypot else "validated",
     )
 
 
