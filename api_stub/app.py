@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from api_stub.intake import IntakeError, parse_petition_id, parse_submission
 from api_stub.queue import IntakeQueue
+from api_stub.unsubscribe import unsubscribe_routes
 from worker.errors import QueueUnavailable
 from worker.keys import Keys
 from worker.pipeline.wording import call_to_action
@@ -166,6 +167,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", answering_errors(intake.readyz), methods=["GET"]),
     ]
     # Features beyond the intake add their routes from their own modules, one line each here.
+    routes += unsubscribe_routes(settings.unsubscribe_secret, client, keys)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.intake = intake
     return app

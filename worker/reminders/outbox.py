@@ -1,0 +1,34 @@
+"""A local SMTP sink for development: every message it accepts is written as a `.eml` file.
+
+`make run` (`sigingest up`) starts it on SMTP_URL's port so a newcomer can read in
+`./.sigingest/outbox/` what reminders would have been sent; `sigingest reminders outbox` runs it
+alone. It uses aiosmtpd, a development dependency, imported only here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from worker.reminders.transport import write_eml
+
+DEFAULT_OUTBOX = Path(".sigingest/outbox")
+
+
+class OutboxHandler:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        write_eml(self.directory, bytes(envelope.content))
+        return "250 2.0.0 written to the outbox"
+
+
+def serve_outbox(directory: Path = DEFAULT_OUTBOX, host: str = "127.0.0.1", port: int = 8025) -> Any:
+    """Start the sink in a background thread; returns the aiosmtpd `Controller` (call `.stop()`)."""
+    from aiosmtpd.controller import Controller
+
+    directory.mkdir(parents=True, exist_ok=True)
+    controller = Controller(OutboxHandler(directory), hostname=host, port=port)
+    controller.start()
+    return controller
