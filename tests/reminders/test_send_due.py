@@ -1,0 +1,172 @@
+"""A reminders run against real PostgreSQL, Redis and an SMTP server (aiosmtpd) in this process."""
+
+from __future__ import annotations
+
+import psycopg
+from starlette.testclient import TestClient
+
+from api_stub.app import create_app
+from tests.conftest import PetitionFactory
+from tests.reminders.conftest import PUBLIC_URL, Recorder, Runner, Signer, statuses
+from worker.reminders.tokens import make_token
+from worker.settings import Settings
+
+TITLE = "Tell Massachusetts Governor Deval Patrick: Don't Jump on the Anti-Immigrant Bandwagon"
+Db = psycopg.Connection[tuple[object, ...]]
+
+
+def count_of(db: Db, petition_id: int) -> int:
+    row = db.execute("SELECT signature_count FROM petitions WHERE id = %s", (petition_id,)).fetchone()
+    assert row is not None
+    return int(row[0])  # type: ignore[call-overload]
+
+
+def test_the_right_people_get_exactly_one_email_with_the_right_text_and_count(
+    rsettings: Settings, make_petition: PetitionFactory, sign: Signer, run: Runner, mailbox: Recorder, db: Db
+) -> None:
+    # Given Clara's open petition with recent signatures, and people who signed an older petition
+    clara = make_petition(TITLE, "Clara LONG")
+    other = make_petition("Save the library", "Bo BAKER")
+    for n in range(3):
+        sign(clara.id, f"recent{n}@example.org", opt_in=False)
+    sign(other.id, "ann@example.org", "Ann Lee", hours_ago=72)  # opted in: a prospect
+    sign(other.id, "Bob.Stone+news@Example.org", "Bob Stone", hours_ago=72)  # opted in: a prospect
+    sign(other.id, "carl@example.org", opt_in=False, hours_ago=72)  # never opted in
+    sign(other.id, "dora@example.org", hours_ago=72)
+    sign(clara.id, "DORA@example.org", opt_in=False)  # already signed Clara's petition
+    sign(other.id, "gina@example.org", hours_ago=72)
+    third = make_petition("Fix the bridge", "Hal HOLT")
+    sign(third.id, "gina@example.org", opt_in=False, hours_ago=48)  # later said no to emails
+    sign(other.id, "ivan@example.org", state="fraudulent", hours_ago=72)  # not a real signer
+    live = count_of(db, clara.id)
+
+    # When a run goes
+    report = run()
+
+    # Then Ann and Bob get one email each, to the address they typed, with Clara's words
+    assert mailbox.recipients() == ["Bob.Stone+news@Example.org", "ann@example.org"]
+    assert (report.sent, report.failed, report.retrying) == (2, 0, 0)
+    ann = mailbox.to("ann@example.org")[0]
+    msg = ann.message
+    assert msg["Subject"] == "Clara is counting on you"
+    assert msg["From"] == "Petitions <reminders@petitions.example.org>"
+    assert msg["To"] == "Ann Lee <ann@example.org>"
+    token = make_token(rsettings.unsubscribe_secret, "ann@example.org")
+    assert msg["List-Unsubscribe"] == f"<{PUBLIC_URL}/unsubscribe/{token}>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    for body in (ann.text(), ann.html()):
+        assert "Today: Clara is counting on you" in body
+        assert f"Join Clara and {live - 1} supporters today." in body
+        assert f"{PUBLIC_URL}/petitions/{clara.id}" in body
+        assert f"{PUBLIC_URL}/unsubscribe/{token}" in body
+    assert f"Clara LONG needs your help with “{TITLE}”." in ann.text()
+    assert "Clara LONG needs your help with “Tell Massachusetts Governor Deval Patrick: Don&#39;t" in ann.html()
+    assert statuses(db) == {
+        ("ann@example.org", clara.id): "sent",
+        ("bob.stone@example.org", clara.id): "sent",
+    }
+
+    # And a second run sends nobody anything
+    assert run().sent == 0
+    assert len(mailbox.received) == 2
+
+
+def test_unsubscribed_people_get_none_whether_or_not_the_unsubscribe_was_moved_yet(
+    rsettings: Settings, make_petition: PetitionFactory, sign: Signer, run: Runner, mailbox: Recorder, db: Db
+) -> None:
+    first = make_petition("First", "Clara LONG")
+    second = make_petition("Second", "Clara LONG")
+    for who in ("ann", "bob", "cy"):
+        sign(first.id, f"{who}@example.org", hours_ago=72)
+    sign(first.id, "new@example.org", opt_in=False)  # makes `first` eligible, but its prospects signed it
+    sign(second.id, "x@example.org", opt_in=False)  # makes `second` eligible
+    with TestClient(create_app(rsettings)) as client:
+        for who in ("ann", "bob"):
+            token = make_token(rsettings.unsubscribe_secret, f"{who}@example.org")
+            assert client.post(f"/unsubscribe/{token}").status_code == 200
+
+    report = run(reminder_batch=0)  # a run that sends nothing still moves unsubscribes in
+    assert report.sent == 0
+    moved = db.execute("SELECT canonical_email FROM unsubscribes ORDER BY 1").fetchall()
+    assert [r[0] for r in moved] == ["ann@example.org", "bob@example.org"]
+
+    with TestClient(create_app(rsettings)) as client:  # cy unsubscribes after the move: only in Redis
+        client.post(f"/unsubscribe/{make_token(rsettings.unsubscribe_secret, 'cy@example.org')}")
+    assert run().sent == 0
+    assert mailbox.received == []
+
+
+def test_recently_reminded_people_wait_the_minimum_interval_and_get_one_email_per_run(
+    rsettings: Settings, make_petition: PetitionFactory, sign: Signer, run: Runner, mailbox: Recorder, db: Db
+) -> None:
+    old = make_petition("Old", "Olga OAK")
+    busy = make_petition("Busy", "Clara LONG")
+    quiet = make_petition("Quiet", "Quinn QUAY")
+    sign(old.id, "ann@example.org", hours_ago=200)
+    for n in range(3):
+        sign(busy.id, f"b{n}@example.org", opt_in=False)
+    sign(quiet.id, "q@example.org", opt_in=False)
+
+    # One run: Ann is a prospect of both petitions but gets one email, the busiest petition's
+    assert run().sent == 1
+    assert mailbox.to("ann@example.org")[0].message["Subject"] == "Clara is counting on you"
+    # Within REMINDER_MIN_INTERVAL she gets nothing more
+    assert run().sent == 0
+    # With no minimum interval the next run may send her the other one, still one per run
+    assert run(reminder_min_interval=0).sent == 1
+    assert mailbox.to("ann@example.org")[1].message["Subject"] == "Quinn is counting on you"
+    assert run(reminder_min_interval=0).sent == 0
+    assert set(statuses(db).values()) == {"sent"}
+
+
+def test_closed_and_victory_petitions_get_no_reminders(
+    rsettings: Settings, make_petition: PetitionFactory, sign: Signer, run: Runner, mailbox: Recorder, rt: object
+) -> None:
+    from worker.petitions import set_status
+    from worker.runtime import Runtime
+
+    assert isinstance(rt, Runtime)
+    old = make_petition("Old", "Olga OAK")
+    sign(old.id, "ann@example.org", hours_ago=200)
+    for status in ("closed", "victory"):
+        petition = make_petition(f"{status} one", "Clara LONG")
+        sign(petition.id, f"{status}@example.org", opt_in=False)
+        set_status(rt.engine, rt.registry, petition.id, status)
+    assert run().sent == 0
+    assert mailbox.received == []
+
+
+def test_the_count_is_read_when_each_email_is_rendered(
+    rsettings: Settings, make_petition: PetitionFactory, sign: Signer, run: Runner, mailbox: Recorder, db: Db
+) -> None:
+    clara = make_petition("Count me", "Clara LONG")
+    old = make_petition("Old", "Olga OAK")
+    sign(clara.id, "first@example.org", opt_in=False)
+    sign(old.id, "ann@example.org", hours_ago=100)
+    sign(old.id, "bob@example.org", hours_ago=100)
+    before = count_of(db, clara.id)
+
+    # Five more signatures are persisted while Ann's email is being accepted
+    def five_more() -> None:
+        if len(mailbox.received) == 0:
+            for n in range(5):
+                sign(clara.id, f"late{n}@example.org", opt_in=False)
+
+    mailbox.before_data = five_more
+    run()
+    assert f"Join Clara and {before - 1} supporters today." in mailbox.to("ann@example.org")[0].text()
+    assert f"Join Clara and {before + 5 - 1} supporters today." in mailbox.to("bob@example.org")[0].text()
+
+
+def test_a_run_sends_at_most_reminder_batch_emails_and_the_next_run_goes_on(
+    rsettings: Settings, make_petition: PetitionFactory, sign: Signer, run: Runner, mailbox: Recorder
+) -> None:
+    clara = make_petition("Batch", "Clara LONG")
+    old = make_petition("Old", "Olga OAK")
+    sign(clara.id, "first@example.org", opt_in=False)
+    for n in range(7):
+        sign(old.id, f"p{n}@example.org", hours_ago=100)
+    assert run(reminder_batch=3, reminder_page_size=2).sent == 3
+    assert run(reminder_batch=3, reminder_page_size=2).sent == 3
+    assert run(reminder_batch=3, reminder_page_size=2).sent == 1
+    assert mailbox.recipients() == [f"p{n}@example.org" for n in range(7)]
