@@ -135,7 +135,9 @@ def sign(db: psycopg.Connection[tuple[object, ...]]) -> Signer:
             (petition_id, address, canonical_email(address), name, opt_in, state, hours_ago * 3600),
         )
         if state == "validated":
-            db.execute("UPDATE petitions SET signature_count = signature_count + 1 WHERE id = %s", (petition_id,))
+            db.execute(
+                "UPDATE petitions SET signature_count = signature_count + 1 WHERE id = %s", [petition_id]
+            )
 
     return add
 
