@@ -115,9 +115,19 @@ class SmtpTransport:
         self._smtp = smtp
         return smtp
 
-    def send(self, msg: EmailMessage, sender: str, recipient: str) -> None:
+    def _open(self) -> smtplib.SMTP:
+        """The session; any failure to set it up (connect, TLS, AUTH) is the server's, not the message's."""
         try:
-            self._session().send_message(msg, from_addr=parseaddr(sender)[1], to_addrs=[recipient])
+            return self._session()
+        except smtplib.SMTPResponseException as exc:
+            raise ServerUnavailable(exc.smtp_code, _decode(exc.smtp_error)) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise ServerUnavailable(None, f"{type(exc).__name__}: {str(exc)[:120]}") from None
+
+    def send(self, msg: EmailMessage, sender: str, recipient: str) -> None:
+        smtp = self._open()
+        try:
+            smtp.send_message(msg, from_addr=parseaddr(sender)[1], to_addrs=[recipient])
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             raise classify(code, text) from None
@@ -125,7 +135,7 @@ class SmtpTransport:
             raise classify(exc.smtp_code, exc.smtp_error) from None
         except smtplib.SMTPNotSupportedError as exc:  # e.g. an internationalised address, no SMTPUTF8
             raise PermanentFailure(None, str(exc)[:200]) from None
-        except smtplib.SMTPResponseException as exc:  # HELO, AUTH, MAIL FROM: the session, not the message
+        except smtplib.SMTPResponseException as exc:  # MAIL FROM refused: the session, not the message
             self.close()
             raise ServerUnavailable(exc.smtp_code, _decode(exc.smtp_error)) from None
         except (smtplib.SMTPException, OSError) as exc:  # refused, reset, timed out, TLS failed
