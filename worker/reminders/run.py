@@ -157,7 +157,7 @@ class ReminderRun:
                         break
                     self._walk(petition.id)
             except _Stop:
-                pass
+                store.defer_due(self.conn, self.policy.retry_base)
             self.report.next_retry_in = store.next_retry_in(self.conn)
         finally:
             self.transport.close()

@@ -114,6 +114,11 @@ SET attempts = attempts + 1, last_error = %(error)s,
 WHERE id = %(id)s
 RETURNING status
 """
+# The server is down: everything due waits too, instead of each follow-up run trying one more.
+DEFER_DUE = """
+UPDATE reminder_deliveries SET next_attempt_at = now() + make_interval(secs => %(seconds)s)
+WHERE status = 'pending' AND next_attempt_at <= now()
+"""
 NEXT_RETRY_IN = """
 SELECT extract(epoch FROM min(next_attempt_at) - now())::double precision
 FROM reminder_deliveries WHERE status = 'pending'
@@ -236,6 +241,10 @@ def mark_retry(
     params = {"id": delivery_id, "error": error[:500], "base": base, "cap": cap, "max_attempts": max_attempts}
     row = conn.execute(MARK_RETRY, params).fetchone()
     return str(row[0]) if row else "failed"
+
+
+def defer_due(conn: Conn, seconds: float) -> None:
+    conn.execute(DEFER_DUE, {"seconds": seconds})
 
 
 def next_retry_in(conn: Conn) -> float | None:
