@@ -56,12 +56,14 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
     from worker.reminders.outbox import serve_outbox
 
     url = urlsplit(settings.smtp_url)
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # before the server thread starts: it inherits the mask
     controller = serve_outbox(
         args.dir, args.host or url.hostname or "127.0.0.1", args.port or url.port or 8025
     )
     print(f"outbox: SMTP on {controller.hostname}:{controller.port}, writing to {args.dir}/", flush=True)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop)
     finally:
         controller.stop()
     return 0
