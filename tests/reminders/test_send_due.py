@@ -169,3 +169,26 @@ def test_a_run_sends_at_most_reminder_batch_emails_and_the_next_run_goes_on(
     assert run(reminder_batch=3, reminder_page_size=2).sent == 3
     assert run(reminder_batch=3, reminder_page_size=2).sent == 1
     assert mailbox.recipients() == [f"p{n}@example.org" for n in range(7)]
+
+
+def test_each_run_goes_on_where_the_last_stopped_and_newcomers_wait_for_the_next_round(
+    rsettings: Settings, make_petition: PetitionFactory, sign: Signer, run: Runner, mailbox: Recorder
+) -> None:
+    clara = make_petition("Rounds", "Clara LONG")
+    old = make_petition("Old", "Olga OAK")
+    sign(clara.id, "first@example.org", opt_in=False)
+    for n in range(5):
+        sign(old.id, f"p{n}@example.org", hours_ago=100)
+    assert run(reminder_batch=2, reminder_page_size=2).sent == 2  # p0 p1
+    sign(old.id, "a0@example.org", hours_ago=1)  # sorts before the cursor
+    assert run(reminder_batch=2, reminder_page_size=2).sent == 2  # p2 p3: no walking back over p0 p1
+    assert run(reminder_batch=2, reminder_page_size=2).sent == 1  # p4, then the end of the walk
+    assert run(reminder_batch=2, reminder_page_size=2).sent == 1  # a new round: a0
+    assert [r.rcpt_tos[0] for r in mailbox.received] == [
+        "p0@example.org",
+        "p1@example.org",
+        "p2@example.org",
+        "p3@example.org",
+        "p4@example.org",
+        "a0@example.org",
+    ]

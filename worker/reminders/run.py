@@ -177,8 +177,10 @@ class ReminderRun:
                 self.redis.hdel(key, *chunk)
 
     def _walk(self, petition_id: int) -> None:
-        """Record and send pages of prospects for one petition until none are left or the batch is spent."""
-        after = ""
+        """Record and send pages of prospects for one petition, going on from where the last run
+        stopped, until the end of the walk (the next run starts again from the beginning) or the
+        batch is spent. The cursor is saved after each page is sent."""
+        after = store.load_cursor(self.conn, petition_id)
         while (budget := self._budget()) > 0:
             limit = min(self.policy.page_size, budget)
             page = store.record_page(
@@ -187,9 +189,11 @@ class ReminderRun:
             if page.delivery_ids and petition_id not in self.report.petitions:
                 self.report.petitions.append(petition_id)
             self._send_all(page.delivery_ids)
-            if page.seen < limit or page.last is None:
+            at_end = page.seen < limit or page.last is None
+            after = "" if at_end else str(page.last)
+            store.save_cursor(self.conn, petition_id, after)
+            if at_end:
                 return
-            after = page.last
 
     def _send_all(self, delivery_ids: list[int]) -> None:
         for delivery_id in delivery_ids:

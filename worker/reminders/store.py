@@ -123,6 +123,11 @@ NEXT_RETRY_IN = """
 SELECT extract(epoch FROM min(next_attempt_at) - now())::double precision
 FROM reminder_deliveries WHERE status = 'pending'
 """
+LOAD_CURSOR = "SELECT after FROM reminder_cursors WHERE petition_id = %(petition)s"
+SAVE_CURSOR = """
+INSERT INTO reminder_cursors (petition_id, after) VALUES (%(petition)s, %(after)s)
+ON CONFLICT (petition_id) DO UPDATE SET after = excluded.after, updated_at = now()
+"""
 MOVE_UNSUBSCRIBES = """
 INSERT INTO unsubscribes (canonical_email, unsubscribed_at)
 SELECT t.email, to_timestamp(t.ms / 1000.0) FROM unnest(%s::text[], %s::bigint[]) AS t(email, ms)
@@ -250,6 +255,16 @@ def defer_due(conn: Conn, seconds: float) -> None:
 def next_retry_in(conn: Conn) -> float | None:
     row = conn.execute(NEXT_RETRY_IN).fetchone()
     return None if row is None or row[0] is None else max(0.0, float(row[0]))
+
+
+def load_cursor(conn: Conn, petition_id: int) -> str:
+    """Where the last run's walk for this petition stopped ('' = from the start)."""
+    row = conn.execute(LOAD_CURSOR, {"petition": petition_id}).fetchone()
+    return str(row[0]) if row else ""
+
+
+def save_cursor(conn: Conn, petition_id: int, after: str) -> None:
+    conn.execute(SAVE_CURSOR, {"petition": petition_id, "after": after})
 
 
 def move_unsubscribes(conn: Conn, entries: dict[str, int]) -> None:

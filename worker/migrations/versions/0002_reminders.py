@@ -35,6 +35,13 @@ def upgrade() -> None:
         -- Retries due: only pending rows, so the index stays as small as the retry backlog.
         CREATE INDEX reminder_deliveries_due ON reminder_deliveries (next_attempt_at)
             WHERE status = 'pending';
+        -- Where the walk over prospects stopped for each petition: the next run goes on from
+        -- there instead of skipping again over everyone already reminded; at the end it restarts.
+        CREATE TABLE reminder_cursors (
+            petition_id bigint PRIMARY KEY REFERENCES petitions (id),
+            after text NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
         CREATE TABLE unsubscribes (
             canonical_email text PRIMARY KEY,
             unsubscribed_at timestamptz NOT NULL,
@@ -51,5 +58,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(
-        "DROP INDEX signatures_reminder_prospects; DROP TABLE unsubscribes; DROP TABLE reminder_deliveries;"
+        "DROP INDEX signatures_reminder_prospects; DROP TABLE unsubscribes; DROP TABLE reminder_cursors; "
+        "DROP TABLE reminder_deliveries;"
     )
