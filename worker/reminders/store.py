@@ -181,7 +181,11 @@ def try_lock(conn: Conn) -> bool:
 
 
 def unlock(conn: Conn) -> None:
-    conn.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK,))
+    """Release the run lock; a connection already lost has released it with itself."""
+    try:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK,))
+    except psycopg.OperationalError:
+        pass
 
 
 def eligible_petitions(conn: Conn, min_recent: int) -> list[Petition]:
