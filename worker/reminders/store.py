@@ -8,6 +8,7 @@ statement (`record_page`): a person is never chosen without being recorded, and 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,10 +183,8 @@ def try_lock(conn: Conn) -> bool:
 
 def unlock(conn: Conn) -> None:
     """Release the run lock; a connection already lost has released it with itself."""
-    try:
+    with contextlib.suppress(psycopg.OperationalError):
         conn.execute("SELECT pg_advisory_unlock(%s)", (RUN_LOCK,))
-    except psycopg.OperationalError:
-        pass
 
 
 def eligible_petitions(conn: Conn, min_recent: int) -> list[Petition]:
