@@ -16,7 +16,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from tests.conftest import PetitionFactory
 from tests.reminders.conftest import Recorder, Runner, Signer, free_port
 from worker.reminders.message import Letterhead, Reminder, render
-from worker.reminders.outbox import serve_outbox
+from worker.reminders.outbox import local_sink_address, serve_outbox
 from worker.reminders.transport import (
     FileTransport,
     PermanentFailure,
@@ -156,3 +156,12 @@ def test_the_local_outbox_server_writes_what_it_accepts_over_smtp(
         "Ann Lee <ann@example.org>",
         "Ann Lee <bob@example.org>",
     }
+
+
+def test_the_sink_is_started_only_for_a_local_plain_smtp_url() -> None:
+    assert local_sink_address("smtp://127.0.0.1:8025") == ("127.0.0.1", 8025)
+    assert local_sink_address("smtp://localhost:2525") == ("localhost", 2525)
+    assert local_sink_address("smtp://relay.example.org:587") is None
+    assert local_sink_address("smtp://user:pw@127.0.0.1:25") is None
+    assert local_sink_address("smtps://127.0.0.1:465") is None
+    assert local_sink_address("file:///tmp/outbox") is None

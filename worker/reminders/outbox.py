@@ -9,10 +9,21 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from worker.reminders.transport import write_eml
 
 DEFAULT_OUTBOX = Path(".sigingest/outbox")
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def local_sink_address(smtp_url: str) -> tuple[str, int] | None:
+    """Where `sigingest up` should start the sink: SMTP_URL's host and port when it is a plain
+    `smtp://` URL on this machine without credentials (the default), else None (a real server)."""
+    parts = urlsplit(smtp_url)
+    if parts.scheme != "smtp" or parts.username or (parts.hostname or "") not in LOCAL_HOSTS:
+        return None
+    return parts.hostname or "127.0.0.1", parts.port or 25
 
 
 class OutboxHandler:
