@@ -192,3 +192,54 @@ def test_each_run_goes_on_where_the_last_stopped_and_newcomers_wait_for_the_next
         "p4@example.org",
         "a0@example.org",
     ]
+
+
+def cursor_of(db: Db, petition_id: int) -> tuple[object, ...] | None:
+    return db.execute(
+        "SELECT after, idle_after_id IS NOT NULL FROM reminder_cursors WHERE petition_id = %s", [petition_id]
+    ).fetchone()
+
+
+def test_a_petition_whose_round_finds_no_one_then_looks_only_at_new_signatures(
+    rsettings: Settings, make_petition: PetitionFactory, sign: Signer, run: Runner, mailbox: Recorder, db: Db
+) -> None:
+    clara = make_petition("Idle", "Clara LONG")
+    old = make_petition("Old", "Olga OAK")
+    sign(clara.id, "first@example.org", opt_in=False)
+    sign(old.id, "m@example.org", hours_ago=100)
+    assert run(reminder_min_interval=0).sent == 1  # a round that found M
+    assert cursor_of(db, clara.id) == ("", False)
+    assert run(reminder_min_interval=3600).sent == 0  # a round that found no one: idle
+    assert cursor_of(db, clara.id) == ("", True)
+
+    # Newcomers, wherever they sort, are found by looking at new signatures only
+    sign(old.id, "a@example.org", hours_ago=0.5)
+    sign(old.id, "z@example.org", hours_ago=0.5)
+    sign(old.id, "n@example.org", opt_in=False, hours_ago=0.5)
+    assert run(reminder_min_interval=3600).sent == 2
+    assert cursor_of(db, clara.id) == ("", True)
+    assert run(reminder_min_interval=3600).sent == 0
+    assert mailbox.recipients() == ["a@example.org", "m@example.org", "z@example.org"]
+
+
+def test_an_idle_petition_gets_a_full_round_again_after_the_minimum_interval(
+    rsettings: Settings, make_petition: PetitionFactory, sign: Signer, run: Runner, mailbox: Recorder, db: Db
+) -> None:
+    clara = make_petition("Idle", "Clara LONG")
+    other = make_petition("Other", "Olga OAK")
+    sign(clara.id, "first@example.org", opt_in=False)
+    sign(other.id, "o@example.org", opt_in=False)
+    sign(other.id, "old@example.org", hours_ago=100)
+    # Old was reminded of `other` just now (recorded by hand): Clara's round skips him and goes idle
+    db.execute(
+        "INSERT INTO reminder_deliveries (petition_id, canonical_email, run_id, status) "
+        "VALUES (%s, 'old@example.org', 'earlier', 'sent')",
+        [other.id],
+    )
+    assert run(reminder_min_interval=3600).sent == 0
+    assert cursor_of(db, clara.id) == ("", True)
+    # Once the minimum interval is over, a full round finds him again
+    db.execute("UPDATE reminder_deliveries SET recorded_at = now() - interval '2 hours'")
+    db.execute("UPDATE reminder_cursors SET idle_since = now() - interval '2 hours'")
+    assert run(reminder_min_interval=3600).sent == 1
+    assert mailbox.recipients() == ["old@example.org"]

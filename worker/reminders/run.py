@@ -177,23 +177,56 @@ class ReminderRun:
                 self.redis.hdel(key, *chunk)
 
     def _walk(self, petition_id: int) -> None:
-        """Record and send pages of prospects for one petition, going on from where the last run
-        stopped, until the end of the walk (the next run starts again from the beginning) or the
-        batch is spent. The cursor is saved after each page is sent."""
-        after = store.load_cursor(self.conn, petition_id)
+        cursor = store.load_cursor(self.conn, petition_id, self.policy.min_interval)
+        if cursor.idle_after_id is not None and cursor.idle_fresh:
+            self._walk_new(petition_id, cursor.idle_after_id)
+        else:
+            self._walk_round(petition_id, cursor)
+
+    def _walk_round(self, petition_id: int, cursor: store.Cursor) -> None:
+        """Walk everyone in canonical-email order, going on from where the last run stopped, until
+        the round ends or the batch is spent. A round that records no one makes the petition idle."""
+        after, start, recorded = cursor.after, cursor.round_start_id, cursor.round_recorded
+        if not after or start is None:  # a new round
+            after, start, recorded = "", store.max_signature_id(self.conn), 0
         while (budget := self._budget()) > 0:
             limit = min(self.policy.page_size, budget)
             page = store.record_page(
                 self.conn, petition_id, after, limit, self.policy.min_interval, self.report.run_id
             )
-            if page.delivery_ids and petition_id not in self.report.petitions:
-                self.report.petitions.append(petition_id)
-            self._send_all(page.delivery_ids)
+            recorded += len(page.delivery_ids)
+            self._send_page(petition_id, page)
+            if page.seen < limit or page.last is None:
+                if recorded == 0:
+                    store.go_idle(self.conn, petition_id, start)
+                else:
+                    store.save_round(self.conn, petition_id, "", None, 0)
+                return
+            after = str(page.last)
+            store.save_round(self.conn, petition_id, after, start, recorded)
+
+    def _walk_new(self, petition_id: int, after_id: int) -> None:
+        """An idle petition: look only at signatures added since, so a petition whose prospects
+        were all reminded costs a short range scan per run, not a walk over everyone. A full round
+        comes again once REMINDER_MIN_INTERVAL has passed (people it skipped then may qualify).
+        A row committed late with an id below `until` waits for that round."""
+        until = store.max_signature_id(self.conn)
+        while (budget := self._budget()) > 0:
+            limit = min(self.policy.page_size, budget)
+            page = store.record_new_page(
+                self.conn, petition_id, after_id, until, limit, self.policy.min_interval, self.report.run_id
+            )
+            self._send_page(petition_id, page)
             at_end = page.seen < limit or page.last is None
-            after = "" if at_end else str(page.last)
-            store.save_cursor(self.conn, petition_id, after)
+            after_id = until if at_end else int(str(page.last))
+            store.advance_idle(self.conn, petition_id, after_id)
             if at_end:
                 return
+
+    def _send_page(self, petition_id: int, page: store.Page) -> None:
+        if page.delivery_ids and petition_id not in self.report.petitions:
+            self.report.petitions.append(petition_id)
+        self._send_all(page.delivery_ids)
 
     def _send_all(self, delivery_ids: list[int]) -> None:
         for delivery_id in delivery_ids:

@@ -31,13 +31,9 @@ ORDER BY r.recent DESC, p.id
 
 # People who opted in on another petition (and did not opt out on a later signature), have not
 # signed this one, have not unsubscribed, were never reminded of this petition, were not reminded
-# of anything within the minimum interval or in this run. One row per person (newest signature),
-# walked in canonical-email order after `after`: keyset pagination on signatures_reminder_prospects.
-PROSPECTS = """
-SELECT DISTINCT ON (s.canonical_email) s.canonical_email, s.email, s.name
-FROM signatures s
-WHERE s.opt_in AND s.state = 'validated' AND s.canonical_email IS NOT NULL
-  AND s.canonical_email > %(after)s
+# of anything within the minimum interval or in this run.
+NOT_EXCLUDED = """
+  AND s.opt_in AND s.state = 'validated' AND s.canonical_email IS NOT NULL
   AND s.petition_id <> %(petition)s
   AND NOT EXISTS (
       SELECT 1 FROM signatures later
@@ -52,6 +48,14 @@ WHERE s.opt_in AND s.state = 'validated' AND s.canonical_email IS NOT NULL
       WHERE d.canonical_email = s.canonical_email
         AND (d.petition_id = %(petition)s OR d.run_id = %(run)s
              OR d.recorded_at > now() - make_interval(secs => %(min_interval)s)))
+"""
+
+# One row per person (newest signature), walked in canonical-email order after `after`: keyset
+# pagination on signatures_reminder_prospects.
+PROSPECTS = f"""
+SELECT DISTINCT ON (s.canonical_email) s.canonical_email, s.email, s.name
+FROM signatures s
+WHERE s.canonical_email > %(after)s {NOT_EXCLUDED}
 ORDER BY s.canonical_email, s.accepted_at DESC
 LIMIT %(limit)s
 """
@@ -65,6 +69,24 @@ recorded AS (
     RETURNING id, canonical_email
 )
 SELECT (SELECT count(*) FROM page), (SELECT max(canonical_email) FROM page),
+       coalesce((SELECT array_agg(id ORDER BY canonical_email) FROM recorded), '{{}}')
+"""
+
+# The same choice among signatures newer than `after_id` only, walked by id (an idle petition).
+RECORD_NEW_PAGE = f"""
+WITH page AS (
+    SELECT s.id, s.canonical_email FROM signatures s
+    WHERE s.id > %(after_id)s AND s.id <= %(until_id)s {NOT_EXCLUDED}
+    ORDER BY s.id
+    LIMIT %(limit)s
+),
+recorded AS (
+    INSERT INTO reminder_deliveries (petition_id, canonical_email, run_id)
+    SELECT DISTINCT %(petition)s::bigint, canonical_email, %(run)s FROM page
+    ON CONFLICT DO NOTHING
+    RETURNING id, canonical_email
+)
+SELECT (SELECT count(*) FROM page), (SELECT max(id) FROM page)::text,
        coalesce((SELECT array_agg(id ORDER BY canonical_email) FROM recorded), '{{}}')
 """
 
@@ -124,10 +146,25 @@ NEXT_RETRY_IN = """
 SELECT extract(epoch FROM min(next_attempt_at) - now())::double precision
 FROM reminder_deliveries WHERE status = 'pending'
 """
-LOAD_CURSOR = "SELECT after FROM reminder_cursors WHERE petition_id = %(petition)s"
-SAVE_CURSOR = """
-INSERT INTO reminder_cursors (petition_id, after) VALUES (%(petition)s, %(after)s)
-ON CONFLICT (petition_id) DO UPDATE SET after = excluded.after, updated_at = now()
+LOAD_CURSOR = """
+SELECT after, round_start_id, round_recorded, idle_after_id,
+       coalesce(idle_since > now() - make_interval(secs => %(min_interval)s), false)
+FROM reminder_cursors WHERE petition_id = %(petition)s
+"""
+SAVE_ROUND = """
+INSERT INTO reminder_cursors (petition_id, after, round_start_id, round_recorded)
+VALUES (%(petition)s, %(after)s, %(start)s, %(recorded)s)
+ON CONFLICT (petition_id) DO UPDATE SET after = excluded.after, round_start_id = excluded.round_start_id,
+    round_recorded = excluded.round_recorded, idle_after_id = NULL, idle_since = NULL, updated_at = now()
+"""
+GO_IDLE = """
+INSERT INTO reminder_cursors (petition_id, idle_after_id, idle_since)
+VALUES (%(petition)s, %(after_id)s, now())
+ON CONFLICT (petition_id) DO UPDATE SET after = '', round_start_id = NULL, round_recorded = 0,
+    idle_after_id = excluded.idle_after_id, idle_since = now(), updated_at = now()
+"""
+ADVANCE_IDLE = """
+UPDATE reminder_cursors SET idle_after_id = %(after_id)s, updated_at = now() WHERE petition_id = %(petition)s
 """
 MOVE_UNSUBSCRIBES = """
 INSERT INTO unsubscribes (canonical_email, unsubscribed_at)
@@ -260,14 +297,53 @@ def next_retry_in(conn: Conn) -> float | None:
     return None if row is None or row[0] is None else max(0.0, float(row[0]))
 
 
-def load_cursor(conn: Conn, petition_id: int) -> str:
-    """Where the last run's walk for this petition stopped ('' = from the start)."""
-    row = conn.execute(LOAD_CURSOR, {"petition": petition_id}).fetchone()
-    return str(row[0]) if row else ""
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a petition's walk stands (see the `reminder_cursors` table)."""
+
+    after: str = ""
+    round_start_id: int | None = None
+    round_recorded: int = 0
+    idle_after_id: int | None = None
+    idle_fresh: bool = False  # idle, and its empty round ended less than the minimum interval ago
 
 
-def save_cursor(conn: Conn, petition_id: int, after: str) -> None:
-    conn.execute(SAVE_CURSOR, {"petition": petition_id, "after": after})
+def load_cursor(conn: Conn, petition_id: int, min_interval: float) -> Cursor:
+    row = conn.execute(LOAD_CURSOR, {"petition": petition_id, "min_interval": min_interval}).fetchone()
+    return Cursor(*row) if row else Cursor()
+
+
+def save_round(conn: Conn, petition_id: int, after: str, start: int | None, recorded: int) -> None:
+    conn.execute(SAVE_ROUND, {"petition": petition_id, "after": after, "start": start, "recorded": recorded})
+
+
+def go_idle(conn: Conn, petition_id: int, after_id: int) -> None:
+    conn.execute(GO_IDLE, {"petition": petition_id, "after_id": after_id})
+
+
+def advance_idle(conn: Conn, petition_id: int, after_id: int) -> None:
+    conn.execute(ADVANCE_IDLE, {"petition": petition_id, "after_id": after_id})
+
+
+def max_signature_id(conn: Conn) -> int:
+    row = conn.execute("SELECT coalesce(max(id), 0) FROM signatures").fetchone()
+    return int(row[0]) if row else 0
+
+
+def record_new_page(
+    conn: Conn,
+    petition_id: int,
+    after_id: int,
+    until_id: int,
+    limit: int,
+    min_interval: float,
+    run_id: str,
+) -> Page:
+    """Like `record_page`, among signatures with `after_id < id <= until_id`, in id order."""
+    params = {**prospect_params(petition_id, "", limit, min_interval, run_id), "after_id": after_id}
+    row = conn.execute(RECORD_NEW_PAGE, {**params, "until_id": until_id}).fetchone()
+    assert row is not None
+    return Page(int(row[0]), row[1], list(row[2]))
 
 
 def move_unsubscribes(conn: Conn, entries: dict[str, int]) -> None:

@@ -36,10 +36,16 @@ def upgrade() -> None:
         CREATE INDEX reminder_deliveries_due ON reminder_deliveries (next_attempt_at)
             WHERE status = 'pending';
         -- Where the walk over prospects stopped for each petition: the next run goes on from
-        -- there instead of skipping again over everyone already reminded; at the end it restarts.
+        -- there instead of skipping again over everyone already reminded; at the end a new round
+        -- starts. A round that found no one makes the petition idle: until REMINDER_MIN_INTERVAL
+        -- has passed, runs look only at signatures newer than `idle_after_id`.
         CREATE TABLE reminder_cursors (
             petition_id bigint PRIMARY KEY REFERENCES petitions (id),
-            after text NOT NULL,
+            after text NOT NULL DEFAULT '',
+            round_start_id bigint,
+            round_recorded bigint NOT NULL DEFAULT 0,
+            idle_after_id bigint,
+            idle_since timestamptz,
             updated_at timestamptz NOT NULL DEFAULT now()
         );
         CREATE TABLE unsubscribes (
