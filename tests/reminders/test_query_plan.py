@@ -62,9 +62,14 @@ def test_prospects_and_eligible_petitions_use_their_indexes_with_many_signatures
         deep = explain(conn, store.PROSPECTS, {**page, "after": "u5"})
         eligible = explain(conn, store.ELIGIBLE_PETITIONS, {"min_recent": 10})
         chosen = store.prospects(conn, 1, "", 500, 7 * 86_400.0)
+        # An idle petition's run: only the last 10,000 signatures (the INSERT is rolled back)
+        newest = {**page, "after_id": SIGNATURES - 10_000, "until_id": SIGNATURES}
+        with conn.transaction(force_rollback=True):
+            idle = explain(conn, store.RECORD_NEW_PAGE, newest)
 
     report = (
-        f"PROSPECTS, first page:\n{prospects}\n\nPROSPECTS, a later page:\n{deep}\n\nELIGIBLE:\n{eligible}\n"
+        f"PROSPECTS, first page:\n{prospects}\n\nPROSPECTS, a later page:\n{deep}\n\n"
+        f"ELIGIBLE:\n{eligible}\n\nRECORD_NEW_PAGE, an idle petition:\n{idle}\n"
     )
     Path("test-artifacts").mkdir(exist_ok=True)
     Path("test-artifacts/reminders-query-plan.txt").write_text(report)
@@ -75,3 +80,6 @@ def test_prospects_and_eligible_petitions_use_their_indexes_with_many_signatures
         assert "Seq Scan on signatures" not in plan and "Sort" not in plan.split("->")[1], plan
         assert "reminder_deliveries_once" in plan and "unsubscribes_pkey" in plan, plan
     assert "signatures_petition_accepted" in eligible and "Seq Scan on signatures" not in eligible, eligible
+    assert (
+        "Index Scan using signatures_pkey on signatures s" in idle and "Seq Scan on signatures" not in idle
+    ), idle
