@@ -18,6 +18,8 @@ from tests.conftest import PetitionFactory
 from tests.helpers import settings_env, start_worker, stop_process, wait_for
 from tests.reminders.conftest import Recorder, Signer, free_port, statuses
 from worker.keys import REMINDERS_QUEUE
+from worker.reminders.run import RunReport
+from worker.runtime import Runtime
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -96,3 +98,27 @@ def test_beat_and_a_reminders_worker_send_each_reminder_once_over_smtp(
     assert (
         "ann@example.org" not in worker_output and "bob@example.org" not in worker_output
     )  # no addresses logged
+
+
+def test_one_follow_up_is_queued_for_due_retries_however_many_runs_see_them(rt: Runtime) -> None:
+    from worker.reminders.tasks import schedule_follow_up
+
+    queued: list[float] = []
+    retrying = RunReport("a", next_retry_in=120.0)
+    assert schedule_follow_up(retrying, rt.redis, rt.keys, 3600.0, queued.append) == 120.0
+    assert (
+        schedule_follow_up(RunReport("b", next_retry_in=60.0), rt.redis, rt.keys, 3600.0, queued.append)
+        is None
+    )
+    assert queued == [120.0]
+    assert 0 < rt.redis.pttl(rt.keys.reminder_follow_up) <= 120_000
+    # Nothing to retry, or a run that did not get the lock: nothing queued
+    rt.redis.delete(rt.keys.reminder_follow_up)
+    assert schedule_follow_up(RunReport("c"), rt.redis, rt.keys, 3600.0, queued.append) is None
+    assert (
+        schedule_follow_up(
+            RunReport("d", ran=False, next_retry_in=5.0), rt.redis, rt.keys, 3600, queued.append
+        )
+        is None
+    )
+    assert queued == [120.0]
