@@ -60,3 +60,11 @@ def test_the_outbox_command_writes_what_it_receives_and_stops_cleanly_on_sigterm
             outbox.wait()
     [eml] = list((tmp_path / "out").glob("*.eml"))
     assert b"Subject: hello" in eml.read_bytes()
+
+
+def test_durations_are_read_as_seconds_or_with_a_unit() -> None:
+    s = Settings.from_env({"REMINDER_MIN_INTERVAL": "7d", "REMINDER_EVERY": "30m"})
+    assert (s.reminder_min_interval, s.reminder_every) == (604_800.0, 1_800.0)
+    assert Settings.from_env({"REMINDER_EVERY": "90"}).reminder_every == 90.0
+    with pytest.raises(ValueError):
+        Settings.from_env({"REMINDER_EVERY": "soon"})
