@@ -22,6 +22,7 @@ from starlette.routing import Route
 from api_stub.intake import IntakeError, parse_petition_id, parse_submission
 from api_stub.pages import with_pages
 from api_stub.queue import IntakeQueue
+from api_stub.unsubscribe import unsubscribe_routes
 from worker.errors import QueueUnavailable
 from worker.keys import Keys
 from worker.pipeline.wording import call_to_action
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     # Features beyond the intake add their routes from their own modules, one line each here.
     routes = with_pages(routes, intake)  # issue 9: the petition page and its signing form
+    routes += unsubscribe_routes(settings.unsubscribe_secret, client, keys)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.intake = intake
     return app

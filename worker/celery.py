@@ -28,8 +28,15 @@ app.conf.update(
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
-    imports=("worker.tasks",),
-    beat_schedule={},
+    imports=("worker.tasks", "worker.reminders.tasks"),
+    beat_schedule={
+        # A run missed while no reminders worker was up expires instead of piling up.
+        "reminders.send_due": {
+            "task": "reminders.send_due",
+            "schedule": settings.reminder_every,
+            "options": {"expires": settings.reminder_every},
+        },
+    },
 )
 
 from worker import watchdog  # noqa: E402  (registers the worker bootstep on `app`)

@@ -59,6 +59,17 @@ class Keys:
     def reminder_lock(self) -> str:
         return f"{self.prefix}lock:reminders"
 
+    @property
+    def pending_unsubscribes(self) -> str:
+        """Hash canonical email -> unsubscribe time (ms), written by the intake and moved into
+        PostgreSQL's `unsubscribes` by the reminders task."""
+        return f"{self.prefix}unsubscribes:pending"
+
+    @property
+    def reminder_follow_up(self) -> str:
+        """String with a TTL: a follow-up reminders run is already queued for due retries."""
+        return f"{self.prefix}reminders:follow-up"
+
 
 def drainer_lease(keys: Keys, hostname: str, slot: int) -> str:
     """String: the id of the drain task that owns slot `slot` of worker `hostname`."""

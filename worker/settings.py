@@ -63,6 +63,29 @@ class Settings(BaseSettings):
     # issue 9: petition page and signing form
     csrf_secret: str = DEV_SECRET  # key of the HMAC behind the form's CSRF token
     csrf_max_age_seconds: int = Field(86_400, ge=60)  # a form older than this is refreshed, not accepted
+    # issue 6: reminders
+    reminder_every: float = Field(3600.0, gt=0)  # seconds between beat runs of reminders.send_due
+    reminder_min_recent: int = Field(10, ge=0)  # signatures in the last 24 h for a petition to qualify
+    reminder_min_interval: float = Field(7 * 86_400.0, ge=0)  # seconds between two reminders to a person
+    reminder_batch: int = Field(1000, ge=0)  # emails per run at most
+    reminder_rate: float = Field(10.0, gt=0)  # emails per second at most
+    reminder_page_size: int = Field(500, ge=1)  # prospects chosen per SQL page
+    reminder_max_attempts: int = Field(8, ge=1)  # temporary failures before a delivery is failed
+    reminder_retry_base_seconds: float = Field(60.0, ge=0)  # backoff: base * 2**(attempts-1)
+    reminder_retry_max_seconds: float = Field(3600.0, ge=0)
+    reminder_from: str = "Petitions <reminders@localhost>"
+    smtp_url: str = "smtp://127.0.0.1:8025"  # smtp://[user:pass@]host:port, smtps://..., file:///dir
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("reminder_every", "reminder_min_interval", mode="before")
+    @classmethod
+    def _accept_duration_suffixes(cls, value: Any) -> Any:
+        """Seconds, or a number with s/m/h/d ("7d", "1h")."""
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+        if isinstance(value, str) and value.strip()[-1:].lower() in units:
+            return float(value.strip()[:-1]) * units[value.strip()[-1].lower()]
+        return value
 
     @field_validator("database_url")
     @classmethod
