@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from functools import cached_property
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -75,13 +74,13 @@ class Settings(BaseSettings):
         known = {k: v for k, v in fields.items() if k in cls.model_fields}
         return cls.model_validate({**known, **overrides})
 
-    @cached_property
+    @property
     def sqlalchemy_url(self) -> str:
         """DATABASE_URL with the psycopg 3 driver named, whichever form was given."""
         rest = self.database_url.split("://", 1)[1]
         return f"postgresql+psycopg://{rest}"
 
-    @cached_property
+    @property
     def libpq_url(self) -> str:
         """DATABASE_URL in the plain form libpq and psycopg.connect() accept."""
         return "postgresql://" + self.database_url.split("://", 1)[1]
