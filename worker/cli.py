@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from worker import up
 from worker.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -134,13 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     beat = sub.add_parser("beat", help="run Celery beat (scheduled reminders and checks)")
     beat.add_argument("--schedule", default="celerybeat-schedule")
     beat.set_defaults(run=cmd_beat)
+    up.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Command = args.run
-    return run(args, Settings.from_env())
+    settings = Settings.from_env()
+    # Beside a running `sigingest up`, commands use its embedded servers unless the env says otherwise.
+    return run(args, up.attach(settings) if getattr(args, "attach", True) else settings)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     log_level: str = "INFO"
 
+    # issue 3: `sigingest up` (embedded servers, logs, beat schedule) and `sigingest demo`
+    data_dir: str = ".sigingest"
+
     @field_validator("database_url")
     @classmethod
     def _accept_both_postgres_schemes(cls, value: str) -> str:
