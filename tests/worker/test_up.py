@@ -1,0 +1,136 @@
+"""`sigingest up` on a fresh directory with no REDIS_URL / DATABASE_URL: embedded servers, intake,
+workers and beat; SIGTERM stops everything cleanly; a second start keeps the data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.helpers import wait_for
+from tests.servers import scratch_dir
+from worker.embedded import free_port
+
+pytestmark = pytest.mark.slow
+
+SERVER_VARIABLES = ("REDIS_URL", "DATABASE_URL", "CELERY_BROKER_URL", "DATA_DIR", "PORT", "KEY_PREFIX")
+
+
+def up_env(port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARIABLES and not k.startswith("PYTEST")}
+    env.update(PORT=str(port), WORKER_CONCURRENCY="1", DRAIN_SLICE_SECONDS="1", LOG_LEVEL="WARNING")
+    return env
+
+
+class Up:
+    """One `sigingest up` process in `home`, its output in a file (a pipe could fill and block)."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home, self.port, self.out = home, port, home / f"up-{free_port()}.out"
+        with self.out.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "up"], cwd=home, env=up_env(port), stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_for(lambda: self.ready() or self.process.poll() is not None, timeout=120, interval=0.2)
+        assert self.ready(), self.output()
+        self.endpoints = json.loads((home / ".sigingest" / "up.json").read_text())
+
+    def ready(self) -> bool:
+        return "sigingest is up" in self.output()
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def cli(self, *args: str) -> str:
+        """A `sigingest` command beside the running system, with no server URLs in its environment."""
+        done = subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=self.home, env=up_env(0),
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(120) == 0, self.output()
+        return self.output()
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    with scratch_dir("sigup-") as path:
+        yield path
+
+
+def persisted(database_url: str, petition_id: int) -> tuple[int, int]:
+    """(signature rows, the petition's count) for `petition_id`."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM signatures WHERE petition_id = %s), signature_count"
+            " FROM petitions WHERE id = %s",
+            (petition_id, petition_id),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def sign(url: str, petition_id: int, emails: range) -> None:
+    with httpx.Client(base_url=url) as client:
+        for n in emails:
+            answer = client.post(
+                f"/petitions/{petition_id}/signatures", json={"email": f"s{n}@example.org", "name": "S"}
+            )
+            assert answer.status_code == 202, answer.text
+
+
+def test_up_serves_persists_stops_cleanly_and_a_second_start_keeps_the_data(home: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # Given `sigingest up` in a fresh directory with no server URLs in its environment
+    first = Up(home, port)
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    assert (home / ".sigingest" / "redis" / "appendonly.aof").exists()
+    assert (home / ".sigingest" / "postgres" / "PG_VERSION").exists()
+    # When a petition is created beside it (the CLI finds the embedded servers) and people sign
+    petition_id = int(first.cli("petition", "create", "--title", "Up", "--starter", "Clara LONG"))
+    sign(url, petition_id, range(30))
+    db = first.endpoints["database_url"]
+    wait_for(lambda: persisted(db, petition_id) == (31, 31), timeout=60)
+    assert httpx.get(f"{url}/petitions/{petition_id}").json()["call_to_action"] == (
+        "Join Clara and 30 supporters today."
+    )
+    # And more sign just before SIGTERM
+    sign(url, petition_id, range(30, 50))
+    output = first.stop()
+    # Then everything stopped, in order, and nothing is left running
+    stopped = [line.split()[1] for line in output.splitlines() if line.startswith("  stopping ")]
+    assert stopped == ["beat", "worker", "api", "postgres", "redis"], output
+    assert not (home / ".sigingest" / "up.json").exists()
+    assert not (home / ".sigingest" / "postgres" / "postmaster.pid").exists()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/healthz")
+    # And a second start continues with the same data: every accepted signature is persisted
+    second = Up(home, port)
+    db = second.endpoints["database_url"]
+    wait_for(lambda: persisted(db, petition_id) == (51, 51), timeout=60)
+    assert httpx.get(f"{url}/petitions/{petition_id}").json()["signature_count"] == 51
+    second.stop()
+
+
+def test_a_second_up_on_the_same_data_refuses_to_start(home: Path) -> None:
+    first = Up(home, free_port())
+    try:
+        done = subprocess.run([sys.executable, "-m", "worker.cli", "up"], cwd=home, env=up_env(free_port()),
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 2
+        assert "another `sigingest up` is running" in done.stderr
+        assert httpx.get(f"http://127.0.0.1:{first.port}/healthz").status_code == 200
+    finally:
+        first.stop()
