@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from worker import up
+from worker import demo, up
 from worker.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     beat.add_argument("--schedule", default="celerybeat-schedule")
     beat.set_defaults(run=cmd_beat)
     up.register(sub)
+    demo.register(sub)
     return parser
 
 
