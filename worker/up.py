@@ -13,6 +13,7 @@ where the servers are, so they work against it without any environment.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -168,7 +169,15 @@ def graceful_stop(name: str, process: subprocess.Popen[bytes], sig: int, grace: 
     if process.poll() is None:
         # Celery's cold shutdown: unacknowledged work is redelivered, stream entries reclaimed.
         stop_child(process, signal.SIGQUIT if name in ("worker", "beat") else signal.SIGKILL, 10)
+    kill_group(process.pid)
     print(f"done in {time.monotonic() - started:.1f}s (exit code {process.returncode})", flush=True)
+
+
+def kill_group(pgid: int) -> None:
+    """Kill whatever is left of a child's session (a Granian or Celery pool process whose parent
+    was killed); children start in their own session, so the group holds only their processes."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- the command

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -122,6 +123,7 @@ def test_up_serves_persists_stops_cleanly_and_a_second_start_keeps_the_data(home
     wait_for(lambda: persisted(db, petition_id) == (51, 51), timeout=60)
     assert httpx.get(f"{url}/petitions/{petition_id}").json()["signature_count"] == 51
     second.stop()
+    assert processes_in(home) == []
 
 
 def test_a_second_up_on_the_same_data_refuses_to_start(home: Path) -> None:
@@ -134,3 +136,35 @@ def test_a_second_up_on_the_same_data_refuses_to_start(home: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{first.port}/healthz").status_code == 200
     finally:
         first.stop()
+
+
+def test_up_reports_a_child_that_cannot_start_and_stops_everything_else(home: Path) -> None:
+    # Given the intake's port is taken
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = home / "up.out"
+        with out.open("wb") as sink:
+            process = subprocess.Popen([sys.executable, "-m", "worker.cli", "up"], cwd=home, env=up_env(port),
+                                       stdout=sink, stderr=subprocess.STDOUT)  # fmt: skip
+        # Then up exits 1 naming the intake, and nothing it started is left running
+        assert process.wait(120) == 1, out.read_text()
+    output = out.read_text()
+    assert "error: api exited" in output
+    assert not (home / ".sigingest" / "postgres" / "postmaster.pid").exists()
+    assert processes_in(home) == []
+
+
+def processes_in(home: Path) -> list[str]:
+    """Command lines of processes working in, or naming, `home` (every child of `up` does one)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cwd = str((proc / "cwd").resolve())
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cwd.startswith(str(home)) or str(home) in cmdline:
+            found.append(cmdline)
+    return found
