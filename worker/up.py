@@ -133,9 +133,12 @@ def start_children(settings: Settings, home: Path, workers: int, port: int) -> l
     """Intake, workers and beat, in the order they are stopped (reversed)."""
     env = child_env(settings)
     logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "worker.cli"]
     celery = [sys.executable, "-m", "celery", "-A", "worker"]
-    worker_args = ["-Q", INGEST_QUEUE, "-c", str(workers), "-n", "sigingest@%h"]
+    # One node name per host and intake port: stable across restarts, distinct for two systems
+    # sharing one Redis (Celery's direct queues are not under KEY_PREFIX).
+    worker_args = ["-Q", INGEST_QUEUE, "-c", str(workers), "-n", f"sigingest-{port}@%h"]
     worker_args += ["--loglevel", settings.log_level]
     # A warm shutdown waits for the drain slice in flight and its last batch.
     worker_grace = max(60.0, 4 * settings.drain_slice_seconds + settings.db_retry_max_seconds)

@@ -16,29 +16,32 @@ import httpx
 import psycopg
 import pytest
 
+from tests.conftest import PetitionFactory
 from tests.helpers import wait_for
 from tests.servers import scratch_dir
 from worker.embedded import free_port
+from worker.settings import Settings
 
 pytestmark = pytest.mark.slow
 
 SERVER_VARIABLES = ("REDIS_URL", "DATABASE_URL", "CELERY_BROKER_URL", "DATA_DIR", "PORT", "KEY_PREFIX")
 
 
-def up_env(port: int) -> dict[str, str]:
+def up_env(port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SERVER_VARIABLES and not k.startswith("PYTEST")}
     env.update(PORT=str(port), WORKER_CONCURRENCY="1", DRAIN_SLICE_SECONDS="1", LOG_LEVEL="WARNING")
+    env.update(extra)
     return env
 
 
 class Up:
     """One `sigingest up` process in `home`, its output in a file (a pipe could fill and block)."""
 
-    def __init__(self, home: Path, port: int) -> None:
+    def __init__(self, home: Path, port: int, **env: str) -> None:
         self.home, self.port, self.out = home, port, home / f"up-{free_port()}.out"
         with self.out.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "up"], cwd=home, env=up_env(port), stdout=out,
+                [sys.executable, "-m", "worker.cli", "up"], cwd=home, env=up_env(port, **env), stdout=out,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
         wait_for(lambda: self.ready() or self.process.poll() is not None, timeout=120, interval=0.2)
@@ -168,3 +171,21 @@ def processes_in(home: Path) -> list[str]:
         if cwd.startswith(str(home)) or str(home) in cmdline:
             found.append(cmdline)
     return found
+
+
+def test_up_with_redis_url_and_database_url_uses_those_servers_and_starts_none(
+    home: Path, settings: Settings, make_petition: PetitionFactory
+) -> None:
+    port = free_port()
+    up = Up(home, port, REDIS_URL=settings.redis_url, DATABASE_URL=settings.database_url,
+            KEY_PREFIX=settings.key_prefix)  # fmt: skip
+    try:
+        assert "(external)" in up.output()
+        assert not (home / ".sigingest" / "redis").exists()
+        assert not (home / ".sigingest" / "postgres").exists()
+        assert up.endpoints["database_url"] == settings.database_url
+        petition = make_petition(title="External")
+        sign(f"http://127.0.0.1:{port}", petition.id, range(5))
+        wait_for(lambda: persisted(settings.database_url, petition.id) == (6, 6), timeout=60)
+    finally:
+        up.stop()
