@@ -33,6 +33,7 @@ from worker.keys import INGEST_QUEUE
 from worker.settings import Settings
 
 ENDPOINTS_FILE = "up.json"
+CHILDREN_FILE = "children.json"  # pids of the intake, workers and beat, for a restart after a crash
 READY_TIMEOUT = 90.0
 
 
@@ -183,6 +184,40 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def record_children(home: Path, children: list[Child]) -> None:
+    (home / CHILDREN_FILE).write_text(json.dumps({c.name: c.process.pid for c in children}))
+
+
+def reap_children(home: Path, grace: float = 15.0) -> None:
+    """Stop what a killed supervisor left running (it would hold the port and stale servers).
+
+    Called with the data directory locked, so no live `up` owns these. A pid counts only if it
+    still leads its own process group, as our children do (guards against pid reuse)."""
+    try:
+        pids = [int(pid) for pid in json.loads((home / CHILDREN_FILE).read_text()).values()]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return
+    leaders = [pid for pid in pids if _leads_group(pid)]
+    for pid in leaders:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(_leads_group(pid) for pid in leaders) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in leaders:
+        kill_group(pid)
+    if leaders:
+        print(f"stopped {len(leaders)} processes left over from an earlier run", flush=True)
+    (home / CHILDREN_FILE).unlink(missing_ok=True)
+
+
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (ProcessLookupError, OSError):
+        return False
+
+
 # ---------------------------------------------------------------- the command
 
 
@@ -245,6 +280,7 @@ def start_servers(settings: Settings, home: Path) -> tuple[Settings, list[Server
 def supervise(settings: Settings, home: Path, workers: int, port: int, stops: Stops) -> int:
     from worker.migrate import upgrade
 
+    reap_children(home)
     settings, servers = start_servers(settings, home)
     children: list[Child] = []
     endpoints = home / ENDPOINTS_FILE
@@ -253,6 +289,7 @@ def supervise(settings: Settings, home: Path, workers: int, port: int, stops: St
             return 0
         upgrade(settings.sqlalchemy_url)
         children = start_children(settings, home, workers, port)
+        record_children(home, children)
         url = intake_url(settings, port)
         if not wait_ready(url, children, stops):
             return 0 if stops.count else report_failure(children)
@@ -267,6 +304,7 @@ def supervise(settings: Settings, home: Path, workers: int, port: int, stops: St
     finally:
         endpoints.unlink(missing_ok=True)
         stop_all(children, servers, stops)
+        (home / CHILDREN_FILE).unlink(missing_ok=True)
         print("stopped", flush=True)
 
 

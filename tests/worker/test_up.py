@@ -189,3 +189,20 @@ def test_up_with_redis_url_and_database_url_uses_those_servers_and_starts_none(
         wait_for(lambda: persisted(settings.database_url, petition.id) == (6, 6), timeout=60)
     finally:
         up.stop()
+
+
+def test_up_after_its_supervisor_was_killed_cleans_up_and_continues_with_the_data(home: Path) -> None:
+    port = free_port()
+    first = Up(home, port)
+    petition_id = int(first.cli("petition", "create", "--title", "Crash", "--starter", "Clara LONG"))
+    sign(f"http://127.0.0.1:{port}", petition_id, range(10))
+    # When the supervisor dies without stopping anything (kill -9): its children keep running
+    first.process.kill()
+    first.process.wait()
+    assert processes_in(home) != []
+    # Then a new `up` stops the leftovers, takes the same port and still has every signature
+    second = Up(home, port)
+    assert "left over from an earlier run" in second.output()
+    wait_for(lambda: persisted(second.endpoints["database_url"], petition_id) == (11, 11), timeout=60)
+    second.stop()
+    assert processes_in(home) == []
