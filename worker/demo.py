@@ -274,6 +274,8 @@ def run_demo(opts: argparse.Namespace, settings: Settings, console: Console) -> 
     from worker.demo_report import Outcome, checks, print_summary
     from worker.petitions import set_status
 
+    if opts.signatures < 1 or opts.concurrency < 1:
+        raise ValueError("--signatures and --concurrency must be at least 1")
     shape = SpikeShape(opts.signatures, opts.duplicate_share, opts.invalid_share)
     run_id = uuid.uuid4().hex[:8]
     plan = plan_spike(shape, run_id, seed=opts.seed)

@@ -117,3 +117,15 @@ def test_demo_exits_2_with_a_clear_error_when_no_intake_answers(
     code = demo(settings, "--url", f"http://127.0.0.1:{free_port()}", "--signatures", "10")
     assert code == 2
     assert "no intake answers" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("--signatures", "0"), ("--concurrency", "0"), ("--duplicate-share", "0.7", "--invalid-share", "0.5")],
+    ids=["no signatures", "no clients", "shares over 1"],
+)
+def test_demo_refuses_a_spike_it_cannot_shape_and_sends_nothing(
+    settings: Settings, argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert demo(settings, "--url", f"http://127.0.0.1:{free_port()}", *argv) == 2
+    assert "nothing more was sent" in capsys.readouterr().out
