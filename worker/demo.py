@@ -284,7 +284,8 @@ def run_demo(opts: argparse.Namespace, settings: Settings, console: Console) -> 
     try:
         card, created = seed_petition(rt)
         console.print(
-            f"{'created' if created else 'reusing'} petition {card.id}: {card.title!r} by {card.starter_name}"
+            f"{'created' if created else 'reusing'} petition {card.id}: {card.title!r} by {card.starter_name}",  # noqa: E501
+            soft_wrap=True,
         )
         intake_card(opts.url, card.id)
         with psycopg.connect(settings.libpq_url) as conn:
@@ -309,7 +310,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     try:
         return run_demo(args, settings, console)
     except (DemoAbort, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}; nothing more was sent")
+        console.print(f"[red]error:[/red] {exc}; nothing more was sent", soft_wrap=True)
         return 2
 
 

@@ -61,9 +61,10 @@ def print_summary(console: Console, o: Outcome, results: list[Check]) -> None:
     console.print(
         f"sent {o.tally.sent:,} submissions in {sending:.1f}s ({o.tally.sent / max(sending, 1e-9):,.0f}/s); "
         f"every accepted one accounted for after {processing:.1f}s "
-        f"({o.tally.accepted / max(processing, 1e-9):,.0f}/s end to end)"
+        f"({o.tally.accepted / max(processing, 1e-9):,.0f}/s end to end)",
+        soft_wrap=True,
     )
-    console.print(f"a visitor sees: [bold]{o.visitor.get('call_to_action')}[/bold]")
+    console.print(f"a visitor sees: [bold]{o.visitor.get('call_to_action')}[/bold]", soft_wrap=True)
     if all(ok for *_, ok in results):
         console.print("[green]all checks passed[/green]")
     else:
