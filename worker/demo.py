@@ -283,10 +283,8 @@ def run_demo(opts: argparse.Namespace, settings: Settings, console: Console) -> 
     rt = Runtime(settings)
     try:
         card, created = seed_petition(rt)
-        console.print(
-            f"{'created' if created else 'reusing'} petition {card.id}: {card.title!r} by {card.starter_name}",  # noqa: E501
-            soft_wrap=True,
-        )
+        verb = "created" if created else "reusing"
+        console.print(f"{verb} petition {card.id}: {card.title!r} by {card.starter_name}", soft_wrap=True)
         intake_card(opts.url, card.id)
         with psycopg.connect(settings.libpq_url) as conn:
             base = snapshot(conn, card.id)
