@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from worker.embedded import EmbeddedServerError, Server, start_postgres, start_redis, stop_child, tail
 from worker.keys import INGEST_QUEUE
 from worker.settings import Settings
@@ -39,6 +41,10 @@ READY_TIMEOUT = 90.0
 
 class AlreadyRunning(RuntimeError):
     """Another `sigingest up` holds this data directory."""
+
+
+class StartError(RuntimeError):
+    """Something `up` needs is not there; everything started so far is stopped again."""
 
 
 @dataclass
@@ -287,7 +293,10 @@ def supervise(settings: Settings, home: Path, workers: int, port: int, stops: St
     try:
         if stops.count:
             return 0
-        upgrade(settings.sqlalchemy_url)
+        try:
+            upgrade(settings.sqlalchemy_url)
+        except OperationalError as exc:
+            raise StartError(f"cannot migrate the database at DATABASE_URL: {exc.orig or exc}") from None
         children = start_children(settings, home, workers, port)
         record_children(home, children)
         url = intake_url(settings, port)
@@ -315,6 +324,10 @@ def write_endpoints(path: Path, url: str, settings: Settings) -> None:
 
 
 def report_failure(children: list[Child]) -> int:
+    if all(child.process.poll() is None for child in children):
+        logs = children[0].log.parent
+        print(f"error: the intake did not answer /readyz within {READY_TIMEOUT:.0f}s (is Redis at "
+              f"REDIS_URL reachable?); stopping everything. Logs: {logs}", file=sys.stderr)  # fmt: skip
     for child in children:
         code = child.process.poll()
         if code is not None:
@@ -336,8 +349,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     except AlreadyRunning as exc:
         print(f"error: {exc}; stop it first (Ctrl-C there) or set DATA_DIR", file=sys.stderr)
         return 2
-    except EmbeddedServerError as exc:
-        print(f"error: {exc}\nnothing was started", file=sys.stderr)
+    except (EmbeddedServerError, StartError) as exc:
+        print(f"error: {exc}\neverything started was stopped again", file=sys.stderr)
         return 1
 
 

@@ -206,3 +206,13 @@ def test_up_after_its_supervisor_was_killed_cleans_up_and_continues_with_the_dat
     wait_for(lambda: persisted(second.endpoints["database_url"], petition_id) == (11, 11), timeout=60)
     second.stop()
     assert processes_in(home) == []
+
+
+def test_up_with_a_database_url_nobody_answers_says_so_and_starts_nothing(home: Path) -> None:
+    env = up_env(free_port(), DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "up"], cwd=home, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1
+    assert "cannot migrate the database at DATABASE_URL" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert processes_in(home) == []
