@@ -31,7 +31,8 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from worker.embedded import EmbeddedServerError, Server, start_postgres, start_redis, stop_child, tail
-from worker.keys import INGEST_QUEUE
+from worker.keys import INGEST_QUEUE, REMINDERS_QUEUE
+from worker.reminders.outbox import local_sink_address
 from worker.settings import Settings
 
 ENDPOINTS_FILE = "up.json"
@@ -137,7 +138,7 @@ def spawn(name: str, argv: list[str], env: dict[str, str], logs: Path, **kw: Any
 
 
 def start_children(settings: Settings, home: Path, workers: int, port: int) -> list[Child]:
-    """Intake, workers and beat, in the order they are stopped (reversed)."""
+    """Outbox sink, intake, ingest and reminder workers, beat: stopped in reverse order."""
     env = child_env(settings)
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -149,9 +150,16 @@ def start_children(settings: Settings, home: Path, workers: int, port: int) -> l
     worker_args += ["--loglevel", settings.log_level]
     # A warm shutdown waits for the drain slice in flight and its last batch.
     worker_grace = max(60.0, 4 * settings.drain_slice_seconds + settings.db_retry_max_seconds)
+    children = []
+    if local_sink_address(settings.smtp_url):
+        # Reminders go to .eml files a newcomer can open, not to anybody's inbox.
+        children.append(spawn("outbox", [*cli, "reminders", "outbox", "--dir", str(home / "outbox")], env, logs))
+    reminder_args = ["-Q", REMINDERS_QUEUE, "-c", "1", "-n", f"sigingest-reminders-{port}@%h"]
     return [
+        *children,
         spawn("api", [*cli, "api", "--port", str(port)], env, logs),
         spawn("worker", [*celery, "worker", *worker_args], env, logs, grace=worker_grace),
+        spawn("reminders", [*celery, "worker", *reminder_args, "--loglevel", settings.log_level], env, logs),
         spawn("beat", [*cli, "beat", "--schedule", str(home / "celerybeat-schedule")], env, logs),
     ]
 

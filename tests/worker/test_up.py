@@ -30,6 +30,7 @@ SERVER_VARIABLES = ("REDIS_URL", "DATABASE_URL", "CELERY_BROKER_URL", "DATA_DIR"
 def up_env(port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SERVER_VARIABLES and not k.startswith("PYTEST")}
     env.update(PORT=str(port), WORKER_CONCURRENCY="1", DRAIN_SLICE_SECONDS="1", LOG_LEVEL="WARNING")
+    env.update(SMTP_URL=f"smtp://127.0.0.1:{free_port()}")  # the outbox sink on a port of its own
     env.update(extra)
     return env
 
