@@ -59,6 +59,11 @@ class Keys:
     def reminder_lock(self) -> str:
         return f"{self.prefix}lock:reminders"
 
+    # issue 7: operating it
+    def recent(self, second: int) -> str:
+        """Hash petition id -> signatures persisted in that epoch second (expires after minutes)."""
+        return f"{self.prefix}recent:{int(second)}"
+
 
 def drainer_lease(keys: Keys, hostname: str, slot: int) -> str:
     """String: the id of the drain task that owns slot `slot` of worker `hostname`."""

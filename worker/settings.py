@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     log_level: str = "INFO"
 
+    # issue 7: operating it
+    # Where prefork children (and intake processes) write their metrics for one endpoint to sum;
+    # prometheus-client's own variable. Empty: a worker makes a fresh private directory.
+    prometheus_multiproc_dir: str = ""
+    worker_metrics_port: int = Field(9808, ge=0, le=65535)  # a worker host's /metrics; 0 = off
+    worker_metrics_host: str = "0.0.0.0"
+
     @field_validator("database_url")
     @classmethod
     def _accept_both_postgres_schemes(cls, value: str) -> str:
