@@ -25,8 +25,8 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         data = getattr(record, "data", None)
-        if isinstance(data, dict):
-            body.update(data)
+        if isinstance(data, dict) and record.name.startswith("sigingest"):
+            body.update(data)  # ours only: Celery puts task args in `data`, and args may be personal
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(body, default=str).decode()
@@ -39,7 +39,7 @@ class ReadableFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         data = getattr(record, "data", None)
-        if isinstance(data, dict) and data:
+        if isinstance(data, dict) and data and record.name.startswith("sigingest"):
             line += "  " + " ".join(f"{k}={v}" for k, v in data.items())
         return line
 
