@@ -110,24 +110,16 @@ def _counter_name(name: str) -> str:
 
 
 class IntakeMetrics:
-    """The intake's metrics, in their own registry (served at the intake's `/metrics`)."""
+    """The intake's metrics, in their own registry (served at the intake's `/metrics`).
+
+    The request series (INTAKE_REQUESTS, INTAKE_REQUEST_DURATION, INTAKE_*_BYTES) are kept as
+    plain tallies on the hot path and exported by `api_stub.observe.RequestCollector`."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.requests = Counter(
-            _counter_name(INTAKE_REQUESTS), "HTTP requests answered", ["route", "status"], registry=r
+        self.redis_errors = Counter(
+            _counter_name(INTAKE_REDIS_ERRORS), "failed Redis calls", registry=self.registry
         )
-        self.duration = Histogram(
-            INTAKE_REQUEST_DURATION, "request latency", ["route"], buckets=LATENCY_BUCKETS, registry=r
-        )
-        self.request_bytes = Counter(
-            _counter_name(INTAKE_REQUEST_BYTES), "request body bytes", ["route"], registry=r
-        )
-        self.response_bytes = Counter(
-            _counter_name(INTAKE_RESPONSE_BYTES), "response body bytes", ["route"], registry=r
-        )
-        self.redis_errors = Counter(_counter_name(INTAKE_REDIS_ERRORS), "failed Redis calls", registry=r)
 
 
 class WorkerMetrics:
