@@ -140,3 +140,34 @@ def test_stats_human_table_names_every_figure(rt: Runtime) -> None:
         "busiest petitions",
     ):
         assert heading in text
+
+
+def test_the_metrics_endpoint_serves_intake_and_queue_series_without_personal_data(
+    client: TestClient, make_petition: PetitionFactory
+) -> None:
+    petition = make_petition()
+    run_known_workload(client, petition.id)
+    client.get("/no/such/path/ann@example.org")
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for name in (m.INTAKE_REQUESTS, f"{m.INTAKE_REQUEST_DURATION}_bucket", m.QUEUE_LAG, m.QUEUE_UP):
+        assert f"\n{name}" in text
+    assert 'route="unmatched",status="404"' in text  # unknown paths share one label value
+    assert "@" not in text and "signer" not in text
+
+
+def test_redis_errors_are_counted_and_answered_503(
+    settings: Settings, make_petition: PetitionFactory
+) -> None:
+    petition = make_petition()
+    down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(down)) as client:
+        response = client.post(
+            f"/petitions/{petition.id}/signatures", json={"email": "a@example.org", "name": "A"}
+        )
+        assert response.status_code == 503 and response.headers["retry-after"]
+        registry = client.app.state.metrics.registry  # type: ignore[attr-defined]
+        assert value(registry, m.INTAKE_REDIS_ERRORS) == 1
+        assert value(registry, m.INTAKE_REQUESTS, route=ROUTE, status="503") == 1
+        assert value(registry, m.QUEUE_UP) == 0
