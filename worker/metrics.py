@@ -124,7 +124,7 @@ class IntakeMetrics:
 
 class WorkerMetrics:
     """A worker process's metrics. Under prefork every child has its own; with
-    `PROMETHEUS_MULTIPROC_DIR` set they land in files the worker host's endpoint sums."""
+    `worker/metrics_server.py` in charge they land in files the worker host's endpoint sums."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def install(settings: Settings) -> None:
         configure_logging(loglevel or settings.log_level)
 
     def worker_init(**kwargs: Any) -> None:
-        state["dir"] = enable_multiprocess(settings.prometheus_multiproc_dir)
+        state["dir"] = enable_multiprocess(settings.worker_metrics_dir)
 
     def worker_ready(**kwargs: Any) -> None:
         if not settings.worker_metrics_port or "dir" not in state:
@@ -78,6 +79,10 @@ def install(settings: Settings) -> None:
                 exc.strerror,
             )
 
+    def worker_shutdown(**kwargs: Any) -> None:
+        if "dir" in state and not settings.worker_metrics_dir:  # ours, private: leave no litter
+            shutil.rmtree(state["dir"], ignore_errors=True)
+
     def child_exit(pid: int | None = None, **kwargs: Any) -> None:
         if "dir" in state:  # forked children inherit it
             mark_process_dead(pid or os.getpid(), state["dir"])  # type: ignore[no-untyped-call]
@@ -86,3 +91,4 @@ def install(settings: Settings) -> None:
     signals.worker_init.connect(worker_init, weak=False)
     signals.worker_ready.connect(worker_ready, weak=False)
     signals.worker_process_shutdown.connect(child_exit, weak=False)
+    signals.worker_shutdown.connect(worker_shutdown, weak=False)

@@ -61,9 +61,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # issue 7: operating it
-    # Where prefork children (and intake processes) write their metrics for one endpoint to sum;
-    # prometheus-client's own variable. Empty: a worker makes a fresh private directory.
-    prometheus_multiproc_dir: str = ""
+    # Where a worker's prefork children write their metrics for its endpoint to sum. Empty: a
+    # fresh private directory. (Not prometheus-client's own variable, which it reads by itself.)
+    worker_metrics_dir: str = ""
     worker_metrics_port: int = Field(9808, ge=0, le=65535)  # a worker host's /metrics; 0 = off
     worker_metrics_host: str = "0.0.0.0"
 

@@ -171,3 +171,27 @@ def test_redis_errors_are_counted_and_answered_503(
         assert value(registry, m.INTAKE_REDIS_ERRORS) == 1
         assert value(registry, m.INTAKE_REQUESTS, route=ROUTE, status="503") == 1
         assert value(registry, m.QUEUE_UP) == 0
+
+
+def test_the_sigingest_stats_command_reads_the_configured_redis(
+    settings: Settings,
+    client: TestClient,
+    make_petition: PetitionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from worker.cli import main
+
+    petition = make_petition()
+    client.post(f"/petitions/{petition.id}/signatures", json={"email": "c@example.org", "name": "C"})
+    for name in ("REDIS_URL", "KEY_PREFIX", "SHARDS", "DATABASE_URL"):
+        monkeypatch.setenv(name, str(getattr(settings, name.lower())))
+    assert main(["stats", "--json"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["totals"]["accepted"] == 1
+    assert main(["stats", "--watch", "--json", "--interval", "0.01", "--count", "2"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["stats"]) == 0
+    assert "accepted" in capsys.readouterr().out
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    assert main(["stats"]) == 1
+    assert "cannot read Redis" in capsys.readouterr().err

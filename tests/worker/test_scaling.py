@@ -78,7 +78,7 @@ def test_two_workers_both_drain_and_a_warm_shutdown_of_one_loses_nothing(
             f"scale{n}-{uuid.uuid4().hex[:6]}",
             concurrency=2,
             WORKER_METRICS_PORT=str(port),
-            PROMETHEUS_MULTIPROC_DIR=str(tmp_path / f"metrics{n}"),
+            WORKER_METRICS_DIR=str(tmp_path / f"metrics{n}"),
         )
         for n, port in enumerate(ports)
     ]
@@ -86,7 +86,7 @@ def test_two_workers_both_drain_and_a_warm_shutdown_of_one_loses_nothing(
     url = f"/petitions/{petition.id}/signatures"
     outputs = ["", ""]
     try:
-        wait_for(lambda: all(scrape(p) for p in ports), timeout=60)  # both endpoints up
+        wait_for(lambda: all(scrape(p) for p in ports), timeout=120)  # both endpoints up (slow when loaded)
         sent = 0
         deadline = time.monotonic() + 60
         # Feed until both hosts have persisted something: shards are not assigned to hosts.
