@@ -66,6 +66,7 @@ class Runtime:
             max_deliveries=s.max_deliveries,
             retry_max_seconds=s.db_retry_max_seconds,
         )
+        observer = BatchObserver(self.metrics, self.redis, self.keys, s.max_deliveries)
         return Drainer(
             self.streams,
             SignatureStore(s.libpq_url),
@@ -73,9 +74,7 @@ class Runtime:
             EmailChecker(deliverability=s.check_deliverability),
             config,
             consumer=f"{socket.gethostname()}:{os.getpid()}",
-            on_batch=(
-                observer := BatchObserver(self.metrics, self.redis, self.keys, s.max_deliveries)
-            ).on_batch,
+            on_batch=observer.on_batch,
             on_retry=observer.on_retry,
         )
 
