@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api_stub import observe
 from api_stub.intake import IntakeError, parse_petition_id, parse_submission
 from api_stub.pages import with_pages
 from api_stub.queue import IntakeQueue
@@ -172,4 +173,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes += unsubscribe_routes(settings.unsubscribe_secret, client, keys)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.intake = intake
+    observe.install(app, settings, keys)  # issue 7: /metrics, request metrics, structured logs
     return app

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,13 +32,15 @@ class Appended:
 
 
 @contextmanager
-def translated() -> Iterator[None]:
+def translated(on_unavailable: Callable[[], None] = lambda: None) -> Iterator[None]:
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as exc:
+        on_unavailable()
         raise QueueUnavailable(type(exc).__name__) from None
     except redis.ResponseError as exc:
         if "OOM" in str(exc) or "MISCONF" in str(exc) or "LOADING" in str(exc):
+            on_unavailable()
             raise QueueUnavailable(str(exc)[:80]) from None
         raise
 
@@ -50,6 +52,7 @@ class IntakeQueue:
         self._append = client.register_script(lua("append"))
         self._ttl = idempotency_ttl
         self._shard_limit = math.ceil(max_backlog / keys.shards) if max_backlog else 0
+        self.on_unavailable: Callable[[], None] = lambda: None  # issue 7: counts Redis errors
 
     async def append(
         self,
@@ -71,21 +74,21 @@ class IntakeQueue:
             else stream
         )
         payload = encode(receipt, petition_id, accepted_ms, ip_hash, fields, honeypot=honeypot)
-        with translated():
+        with translated(self.on_unavailable):
             reply = await self._append(
-                keys=[self._keys.petition(petition_id), stream, idem],
+                keys=[self._keys.petition(petition_id), stream, idem, self._keys.totals],
                 args=[payload, receipt, self._ttl, self._shard_limit, "1" if fields.idempotency_key else "0"],
             )
         status = reply[0].decode()
         return Appended(status, reply[1].decode() if len(reply) > 1 else None)
 
     async def petition(self, petition_id: int) -> PetitionCard | None:
-        with translated():
+        with translated(self.on_unavailable):
             data: Any = await self._redis.hgetall(self._keys.petition(petition_id))
         return card_from_hash(petition_id, data) if data else None
 
     async def ping(self) -> bool:
-        with translated():
+        with translated(self.on_unavailable):
             return bool(await self._redis.ping())
 
 

@@ -42,3 +42,7 @@ app.conf.update(
 from worker import watchdog  # noqa: E402  (registers the worker bootstep on `app`)
 
 watchdog.install(app, settings)
+
+from worker import metrics_server  # noqa: E402  (issue 7: worker /metrics and structured logs)
+
+metrics_server.install(settings)

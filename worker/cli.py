@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from worker.reminders import cli as reminders_cli
 from worker import demo, up
+from worker import stats_cli
 from worker.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     reminders_cli.register(sub)
     up.register(sub)
     demo.register(sub)
+    stats_cli.register(sub)  # issue 7
     return parser
 
 

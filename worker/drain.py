@@ -57,11 +57,13 @@ class Drainer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         on_batch: Callable[[BatchResult, float], None] | None = None,
+        on_retry: Callable[[RetryLater], None] | None = None,
     ) -> None:
         self.streams, self.store, self.registry = streams, store, registry
         self.emails, self.config, self.consumer = emails, config, consumer
         self._clock, self._sleep = clock, sleep
         self._on_batch = on_batch
+        self._on_retry = on_retry
         self._next_claim = 0.0
         self._groups_ready = False
         self._unfinished: list[Entry] = []  # a batch that hit RetryLater: retried first
@@ -76,6 +78,8 @@ class Drainer:
                 failures = 0
             except RetryLater as exc:
                 failures += 1
+                if self._on_retry:
+                    self._on_retry(exc)
                 pause = min(self.config.retry_max_seconds, 0.25 * 2 ** min(failures, 10))
                 log.warning("backing off %.1fs: %s", pause, exc)
                 self._sleep(min(pause * random.uniform(0.5, 1.0), max(0.0, deadline - self._clock())))

@@ -69,6 +69,10 @@ class Keys:
     def reminder_follow_up(self) -> str:
         """String with a TTL: a follow-up reminders run is already queued for due retries."""
         return f"{self.prefix}reminders:follow-up"
+    # issue 7: operating it
+    def recent(self, second: int) -> str:
+        """Hash petition id -> signatures persisted in that epoch second (expires after minutes)."""
+        return f"{self.prefix}recent:{int(second)}"
 
 
 def drainer_lease(keys: Keys, hostname: str, slot: int) -> str:

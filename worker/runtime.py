@@ -12,6 +12,8 @@ from sqlalchemy import Engine, create_engine
 
 from worker.drain import DrainConfig, Drainer
 from worker.keys import Keys
+from worker.metrics import WorkerMetrics
+from worker.observe import BatchObserver
 from worker.pipeline.emails import EmailChecker
 from worker.registry import Registry
 from worker.settings import Settings
@@ -49,6 +51,11 @@ class Runtime:
         return SignatureStreams(self.redis, self.keys)
 
     @cached_property
+    def metrics(self) -> WorkerMetrics:
+        """This process's worker metrics (reminders count their emails here too)."""
+        return WorkerMetrics()
+
+    @cached_property
     def drainer(self) -> Drainer:
         s = self.settings
         config = DrainConfig(
@@ -59,6 +66,7 @@ class Runtime:
             max_deliveries=s.max_deliveries,
             retry_max_seconds=s.db_retry_max_seconds,
         )
+        observer = BatchObserver(self.metrics, self.redis, self.keys, s.max_deliveries)
         return Drainer(
             self.streams,
             SignatureStore(s.libpq_url),
@@ -66,6 +74,8 @@ class Runtime:
             EmailChecker(deliverability=s.check_deliverability),
             config,
             consumer=f"{socket.gethostname()}:{os.getpid()}",
+            on_batch=observer.on_batch,
+            on_retry=observer.on_retry,
         )
 
 

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         return value
     # issue 3: `sigingest up` (embedded servers, logs, beat schedule) and `sigingest demo`
     data_dir: str = ".sigingest"
+    # issue 7: operating it
+    # Where a worker's prefork children write their metrics for its endpoint to sum. Empty: a
+    # fresh private directory. (Not prometheus-client's own variable, which it reads by itself.)
+    worker_metrics_dir: str = ""
+    worker_metrics_port: int = Field(9808, ge=0, le=65535)  # a worker host's /metrics; 0 = off
+    worker_metrics_host: str = "0.0.0.0"
 
     @field_validator("database_url")
     @classmethod

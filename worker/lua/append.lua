@@ -1,6 +1,7 @@
 -- Accept one submission atomically: check the petition registry, the idempotency key and the
 -- backlog, then append to the shard's stream. One round trip per submission.
 -- KEYS[1] petition hash   KEYS[2] shard stream   KEYS[3] idempotency key (or the stream again)
+-- KEYS[4] running totals hash (`accepted` is counted here, for `sigingest stats`)
 -- ARGV[1] entry payload   ARGV[2] receipt   ARGV[3] idempotency TTL seconds
 -- ARGV[4] per-shard backlog limit (0 = off)   ARGV[5] "1" when an idempotency key was given
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -13,5 +14,6 @@ end
 local limit = tonumber(ARGV[4])
 if limit > 0 and redis.call('XLEN', KEYS[2]) >= limit then return {'full'} end
 redis.call('XADD', KEYS[2], '*', 's', ARGV[1])
+redis.call('HINCRBY', KEYS[4], 'accepted', 1)
 if ARGV[5] == '1' then redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3]) end
 return {'ok', ARGV[2]}

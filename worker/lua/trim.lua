@@ -1,6 +1,7 @@
 -- Delete acknowledged entries from one shard stream, never unacknowledged ones.
--- Everything older than the group's oldest pending entry (or, with nothing pending, older than
--- its last delivered entry) has been delivered and acknowledged.
+-- Everything older than the group's oldest pending entry (or, with nothing pending, up to and
+-- including its last delivered entry) has been delivered and acknowledged. The last delivered
+-- entry goes too: left in place it would count against the intake's backlog limit forever.
 -- KEYS[1] shard stream   ARGV[1] consumer group
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local summary = redis.call('XPENDING', KEYS[1], ARGV[1])
@@ -18,4 +19,8 @@ else
   end
 end
 if not minid or minid == '0-0' then return 0 end
+if tonumber(summary[1]) == 0 then
+  local ms, seq = string.match(minid, '^(%d+)-(%d+)$')
+  minid = string.format('%s-%d', ms, tonumber(seq) + 1)
+end
 return redis.call('XTRIM', KEYS[1], 'MINID', minid)
