@@ -7,9 +7,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from worker import demo, stats_cli, up
 from worker.reminders import cli as reminders_cli
-from worker import demo, up
-from worker import stats_cli
 from worker.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]

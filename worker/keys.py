@@ -69,6 +69,7 @@ class Keys:
     def reminder_follow_up(self) -> str:
         """String with a TTL: a follow-up reminders run is already queued for due retries."""
         return f"{self.prefix}reminders:follow-up"
+
     # issue 7: operating it
     def recent(self, second: int) -> str:
         """Hash petition id -> signatures persisted in that epoch second (expires after minutes)."""

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip()[-1:].lower() in units:
             return float(value.strip()[:-1]) * units[value.strip()[-1].lower()]
         return value
+
     # issue 3: `sigingest up` (embedded servers, logs, beat schedule) and `sigingest demo`
     data_dir: str = ".sigingest"
     # issue 7: operating it

@@ -153,13 +153,22 @@ def start_children(settings: Settings, home: Path, workers: int, port: int) -> l
     children = []
     if local_sink_address(settings.smtp_url):
         # Reminders go to .eml files a newcomer can open, not to anybody's inbox.
-        children.append(spawn("outbox", [*cli, "reminders", "outbox", "--dir", str(home / "outbox")], env, logs))
+        children.append(
+            spawn("outbox", [*cli, "reminders", "outbox", "--dir", str(home / "outbox")], env, logs)
+        )
     reminder_args = ["-Q", REMINDERS_QUEUE, "-c", "1", "-n", f"sigingest-reminders-{port}@%h"]
+    # Its own metrics port, beside the ingest worker's.
+    reminder_env = {**env, "WORKER_METRICS_PORT": str(settings.worker_metrics_port + 1)}
     return [
         *children,
         spawn("api", [*cli, "api", "--port", str(port)], env, logs),
         spawn("worker", [*celery, "worker", *worker_args], env, logs, grace=worker_grace),
-        spawn("reminders", [*celery, "worker", *reminder_args, "--loglevel", settings.log_level], env, logs),
+        spawn(
+            "reminders",
+            [*celery, "worker", *reminder_args, "--loglevel", settings.log_level],
+            reminder_env,
+            logs,
+        ),
         spawn("beat", [*cli, "beat", "--schedule", str(home / "celerybeat-schedule")], env, logs),
     ]
 

@@ -22,6 +22,8 @@ def send_due_task() -> dict[str, Any]:
     """One run (a no-op when another holds the lock); queues one follow-up for due retries."""
     rt = runtime(settings)
     report = send_due(settings, rt.redis)
+    rt.metrics.reminder_emails.labels("sent").inc(report.sent)
+    rt.metrics.reminder_emails.labels("failed").inc(report.failed)
     schedule_follow_up(
         report,
         rt.redis,
