@@ -270,8 +270,11 @@ def banner(settings: Settings, url: str, home: Path, servers: list[Server], work
     lines = [
         "sigingest is up",
         f"  intake    {url}   (POST /petitions/{{id}}/signatures, GET /petitions/{{id}}, /healthz)",
-        f"  workers   celery -A worker worker -Q ingest, {workers} processes",
+        f"  workers   celery -A worker worker -Q ingest, {workers} processes; -Q reminders, 1 process",
         f"  beat      celery -A worker beat, schedule {where}/celerybeat-schedule",
+        f"  outbox    {where}/outbox/   (reminder emails as .eml files; SMTP sink at {settings.smtp_url})"
+        if local_sink_address(settings.smtp_url)
+        else f"  smtp      {settings.smtp_url}",
         f"  redis     {settings.redis_url}"
         + (f"   (embedded, AOF everysec, data {where}/redis)" if "redis" in embedded else "   (external)"),
         f"  postgres  {settings.database_url}"

@@ -116,7 +116,7 @@ def test_up_serves_persists_stops_cleanly_and_a_second_start_keeps_the_data(home
     output = first.stop()
     # Then everything stopped, in order, and nothing is left running
     stopped = [line.split()[1] for line in output.splitlines() if line.startswith("  stopping ")]
-    assert stopped == ["beat", "worker", "api", "postgres", "redis"], output
+    assert stopped == ["beat", "reminders", "worker", "api", "outbox", "postgres", "redis"], output
     assert not (home / ".sigingest" / "up.json").exists()
     assert not (home / ".sigingest" / "postgres" / "postmaster.pid").exists()
     with pytest.raises(httpx.ConnectError):
@@ -217,3 +217,28 @@ def test_up_with_a_database_url_nobody_answers_says_so_and_starts_nothing(home: 
     assert "cannot migrate the database at DATABASE_URL" in done.stderr
     assert "Traceback" not in done.stderr
     assert processes_in(home) == []
+
+
+def test_up_sends_reminders_through_beat_into_the_outbox(home: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # Given `sigingest up` with beat running reminders every 2 s
+    up = Up(home, port, REMINDER_EVERY="2", REMINDER_MIN_RECENT="1")
+    try:
+        # And Ann, who signed one petition and asked to hear about others
+        first = int(up.cli("petition", "create", "--title", "Save the library", "--starter", "Bo Li"))
+        with httpx.Client(base_url=url) as client:
+            answer = client.post(f"/petitions/{first}/signatures",
+                                 json={"email": "ann@example.org", "name": "Ann", "opt_in": True})  # fmt: skip
+            assert answer.status_code == 202
+        wait_for(lambda: persisted(up.endpoints["database_url"], first) == (2, 2), timeout=60)
+        # When Clara LONG starts another petition
+        up.cli("petition", "create", "--title", "Tell Massachusetts Governor Deval Patrick: Don't Jump on the "
+               "Anti-Immigrant Bandwagon", "--starter", "Clara LONG")  # fmt: skip
+        # Then beat's run writes Ann's reminder into the outbox as an .eml file
+        outbox = home / ".sigingest" / "outbox"
+        wait_for(lambda: any(outbox.glob("*.eml")), timeout=90, interval=0.5)
+        [message] = [m.read_text(errors="replace") for m in outbox.glob("*.eml")]
+        assert "Subject: Clara is counting on you" in message and "ann@example.org" in message
+    finally:
+        up.stop()
