@@ -10,6 +10,7 @@ from functools import cached_property
 import redis
 from sqlalchemy import Engine, create_engine
 
+from worker.abuse import AbuseGuard, policy_from_settings
 from worker.drain import DrainConfig, Drainer
 from worker.keys import Keys
 from worker.pipeline.emails import EmailChecker
@@ -66,6 +67,7 @@ class Runtime:
             EmailChecker(deliverability=s.check_deliverability),
             config,
             consumer=f"{socket.gethostname()}:{os.getpid()}",
+            abuse=AbuseGuard(self.redis, self.keys, policy_from_settings(s)) if s.abuse_checks else None,
         )
 
 

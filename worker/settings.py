@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     log_level: str = "INFO"
 
+    # issue 8: trustworthy counts (abuse limits, suspicious-share report)
+    abuse_checks: bool = True  # rate limits and allow/block lists in the worker
+    rate_burst_limit: int = Field(1, ge=0)  # signatures per hashed IP per petition per burst window
+    rate_burst_seconds: int = Field(60, ge=1)
+    rate_sustained_limit: int = Field(5, ge=0)  # 0 switches a limit off
+    rate_sustained_seconds: int = Field(300, ge=1)
+    allowed_ips: str = ""  # comma-separated IPs or small CIDRs, hashed with IP_HASH_SECRET
+    allowed_domains: str = ""  # comma-separated; subdomains included
+    blocked_domains: str = ""
+    blocked_emails: str = ""  # canonicalised before use
+    suspicious_share: float = Field(0.5, gt=0, le=1)
+    suspicious_min_signatures: int = Field(20, ge=1)
+    suspicious_ignore_domains: str = "gmail.com,yahoo.com,hotmail.com,outlook.com,icloud.com"
+
     @field_validator("database_url")
     @classmethod
     def _accept_both_postgres_schemes(cls, value: str) -> str:
