@@ -66,7 +66,9 @@ class AbuseGuard:
         judged = judge(rows, self.prior_counts(to_count), self.policy)
         fraudulent = sum(row.state == FRAUDULENT for row in judged)
         if fraudulent:
-            log.info("abuse limits: %d of %d signatures in the batch marked fraudulent", fraudulent, len(rows))
+            log.info(
+                "abuse limits: %d of %d signatures in the batch marked fraudulent", fraudulent, len(rows)
+            )
         return judged
 
     def prior_counts(self, rows: Sequence[Row]) -> dict[str, PriorCounts]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from worker.integrity.schedule import BEAT_SCHEDULE as INTEGRITY_BEAT
 from worker.keys import INGEST_QUEUE, REMINDERS_QUEUE
 from worker.settings import Settings
 
@@ -28,8 +29,8 @@ app.conf.update(
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
-    imports=("worker.tasks",),
-    beat_schedule={},
+    imports=("worker.tasks", "worker.integrity.tasks"),
+    beat_schedule={**INTEGRITY_BEAT},
 )
 
 from worker import watchdog  # noqa: E402  (registers the worker bootstep on `app`)
