@@ -24,7 +24,6 @@ T0 = datetime(2026, 11, 29, 12, tzinfo=UTC)
 
 
 def row(receipt: str, email: str = "ann@example.org", ip: str | None = "ip1") -> Row:
-    local, _, domain = email.partition("@")
     return Row(receipt, 1, email, email.lower(), "Ann", None, None, False, ip, T0)
 
 

@@ -106,9 +106,9 @@ def test_a_redelivered_batch_keeps_its_outcome_after_a_failed_commit(
     petition = make_petition()
     # Three signatures from one IP, 1 s apart: the first passes, the other two are over the burst.
     entries = read_entries(abuse_rt, entries_from("c0ffee", petition.id, 3, 1_790_000_000_000, 1000))
-    with mock.patch.object(abuse_rt.drainer.store, "write", side_effect=RetryLater("forced")):
-        with pytest.raises(RetryLater):
-            abuse_rt.drainer.process(entries)  # windows updated, nothing committed
+    failing = mock.patch.object(abuse_rt.drainer.store, "write", side_effect=RetryLater("forced"))
+    with failing, pytest.raises(RetryLater):
+        abuse_rt.drainer.process(entries)  # windows updated, nothing committed
     abuse_rt.drainer.process(entries)  # the retry (as after a crash before XACK)
     abuse_rt.drainer.process(entries)  # and a redelivery after the commit
     states = dict(db.execute("SELECT receipt, state FROM signatures WHERE receipt LIKE 'e%%'").fetchall())
