@@ -2,14 +2,15 @@
 signatures, report every mismatch and, asked to, repair it.
 
 Why the repair is safe while batches are being written (READ COMMITTED): the batch writer
-inserts its rows first, then locks its petitions `FOR NO KEY UPDATE` in id order and adds `+n`,
-then commits rows and counts together. The repair locks the petition row `FOR UPDATE` (which
-conflicts with that lock), then counts in a new statement, then sets the count, in one
-transaction. A batch that holds the lock has to commit first, and the count's fresh snapshot
-sees its rows; a batch that has not locked yet has rows the count cannot see, and its `+n`
-waits for the repair's commit and lands on the repaired value. Either way each row is counted
-once. Finding drift needs no lock: one statement sees one snapshot, where rows and counts of a
-batch appear together.
+inserts its rows (the foreign key takes a KEY SHARE lock on their petition's row), then locks
+its petitions `FOR NO KEY UPDATE` in id order, adds `+n`, and commits rows and counts together.
+The repair locks the petition row `FOR UPDATE`, which conflicts with both locks, then counts in
+a new statement (so a new snapshot), then sets the count, in one transaction. So a batch already
+writing to the petition commits first and the count sees its rows; a batch that comes later
+waits at its first insert for the petition until the repair commits, then adds `+n` to the
+repaired value. Each row is counted once (`tests/integrity/test_reconcile.py` checks both
+orders, and a repair during a spike drained by real worker processes). Finding drift needs no
+lock: one statement sees one snapshot, where a batch's rows and count appear together.
 """
 
 from __future__ import annotations
