@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     suspicious_share: float = Field(0.5, gt=0, le=1)
     suspicious_min_signatures: int = Field(20, ge=1)
     suspicious_ignore_domains: str = "gmail.com,yahoo.com,hotmail.com,outlook.com,icloud.com"
+    count_settle_seconds: float = Field(1.0, ge=0)  # wait before re-publishing lowered counts
 
     @field_validator("database_url")
     @classmethod

@@ -42,7 +42,9 @@ def add_signatures(
         },
     )
     if counted and state == "validated":
-        db.execute("UPDATE petitions SET signature_count = signature_count + %s WHERE id = %s", [n, petition_id])
+        db.execute(
+            "UPDATE petitions SET signature_count = signature_count + %s WHERE id = %s", [n, petition_id]
+        )
 
 
 def value(db: DB, sql: str, *params: object) -> object:

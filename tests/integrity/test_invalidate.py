@@ -60,7 +60,9 @@ def test_filters_by_domain_email_and_time_window_combine(make_petition: Petition
     assert count_matching(db, window) == 3  # early2..4: early1 now has another domain
     assert count_matching(db, Criteria(petition.id, email="Ann.Lee+x@googlemail.com")) == 1
     assert invalidate(db, window).changed == 3
-    assert invalidate(db, Criteria(petition.id, since=T0 + timedelta(hours=1))).changed == 4  # late1..3, starter
+    assert (
+        invalidate(db, Criteria(petition.id, since=T0 + timedelta(hours=1))).changed == 4
+    )  # late1..3, starter
     assert signature_count(db, petition.id) == 4 and read_invariant(db).counts_match
 
 

@@ -52,7 +52,7 @@ def _runtime(settings: Settings) -> Iterator[Any]:
 
 
 def cmd_invalidate(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.integrity.db import connect
+    from worker.integrity.db import connect, settle
     from worker.integrity.invalidate import BadCriteria, Criteria, PetitionMissing, count_matching, invalidate
 
     try:
@@ -65,6 +65,8 @@ def cmd_invalidate(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"dry run: {count_matching(conn, criteria)} signatures would be invalidated")
                 return 0
             done = invalidate(conn, criteria, batch_size=args.batch_size, publish=rt.registry.set_counts)
+            if done.changed:
+                settle(conn, [args.petition], rt.registry.set_counts, settings.count_settle_seconds)
         except PetitionMissing as exc:
             return _fail(str(exc))
         except RetryLater as exc:
@@ -117,12 +119,13 @@ def cmd_anonymize(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.integrity.db import connect
+    from worker.integrity.db import connect, settle
     from worker.integrity.privacy import forget
 
     with connect(settings.libpq_url) as conn, _runtime(settings) as rt:
         try:
             gone = forget(conn, args.email, publish=rt.registry.set_counts)
+            settle(conn, gone.counts, rt.registry.set_counts, settings.count_settle_seconds)
         except (ValueError, RetryLater) as exc:
             return _fail(f"{exc}; nothing changed")
     print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from worker.abuse import policy_from_settings
-from worker.integrity.db import connect
+from worker.integrity.db import connect, settle
 from worker.integrity.reconcile import Drift, reconcile
 from worker.integrity.suspicious import (
     SuspicionRules,
@@ -39,4 +39,7 @@ def report_suspicious_signatures(rt: Runtime, now: datetime | None = None) -> Su
 def reconcile_signature_counts(rt: Runtime, *, fix: bool) -> list[Drift]:
     """ReconcileSignatureCounts: report every drift; with `fix`, repair and publish it."""
     with connect(rt.settings.libpq_url) as conn:
-        return reconcile(conn, fix=fix, publish=rt.registry.set_counts)
+        drifts = reconcile(conn, fix=fix, publish=rt.registry.set_counts)
+        repaired = [d.petition_id for d in drifts if d.fixed and d.actual < d.recorded]
+        settle(conn, repaired, rt.registry.set_counts, rt.settings.count_settle_seconds)
+    return drifts
