@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.pipeline.iphash import parse_ip_list
+
 DEV_SECRET = "dev-only-secret-change-me"
 
 
@@ -80,6 +82,12 @@ class Settings(BaseSettings):
     def _accept_both_postgres_schemes(cls, value: str) -> str:
         if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
             raise ValueError("DATABASE_URL must start with postgresql:// or postgresql+psycopg://")
+        return value
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _allowed_ips_can_be_hashed(cls, value: str) -> str:
+        parse_ip_list(value)  # issue 8: refuse a bad ALLOWED_IPS at start, naming the entry
         return value
 
     @classmethod

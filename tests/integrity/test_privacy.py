@@ -121,7 +121,10 @@ def test_the_export_command_writes_a_file(
     with open(target, encoding="utf-8") as f:
         assert len(f.read().splitlines()) == 5
     assert "exported 4 signatures" in capsys.readouterr().err
-    assert main(["export", "--petition", "999999", "--format", "csv"]) == 1
+    missing = f"{tmp_path}/missing.csv"
+    assert main(["export", "--petition", "999999", "--format", "csv", "--output", missing]) == 1
+    assert "no petition 999999; nothing exported" in capsys.readouterr().err
+    assert not os.path.exists(missing)
 
 
 def per_country(db: DB, petition_id: int) -> dict[object, object]:

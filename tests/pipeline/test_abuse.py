@@ -106,3 +106,13 @@ def test_the_allow_list_hashes_addresses_and_small_networks_like_the_intake() ->
 def test_an_allow_list_entry_that_cannot_be_hashed_is_refused_by_name(spec: str) -> None:
     with pytest.raises(ValueError, match="ALLOWED_IPS"):
         allowed_ip_hashes(KEY, spec)
+
+
+def test_settings_refuse_an_allow_list_that_cannot_be_hashed_at_start() -> None:
+    from pydantic import ValidationError
+
+    from worker.settings import Settings
+
+    with pytest.raises(ValidationError, match=r"10\.0\.0\.0/8"):
+        Settings.from_env({"ALLOWED_IPS": "192.0.2.1, 10.0.0.0/8"})
+    assert Settings.from_env({"ALLOWED_IPS": "192.0.2.0/24"}).allowed_ips == "192.0.2.0/24"

@@ -7,6 +7,7 @@ export's own output) and exits 1 with an `error:` line saying what was left unch
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -80,7 +81,10 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from worker.integrity.jobs import reconcile_signature_counts
 
     with _runtime(settings) as rt:
-        drifts = reconcile_signature_counts(rt, fix=args.fix)
+        try:
+            drifts = reconcile_signature_counts(rt, fix=args.fix)
+        except RetryLater as exc:
+            return _fail(f"{exc}; repairs already reported are committed, rerun to finish")
     for d in drifts:
         state = "repaired" if d.fixed else ("already right" if args.fix else "not repaired")
         print(
@@ -100,6 +104,8 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         with connect(settings.libpq_url) as conn:
             written = export_csv(conn, args.petition, out, include_email=args.include_email)
     except LookupError as exc:
+        if args.output:
+            os.unlink(args.output)  # the file we just created holds nothing
         return _fail(f"{exc}; nothing exported")
     finally:
         if out is not sys.stdout:

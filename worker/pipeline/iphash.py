@@ -19,13 +19,16 @@ def hash_ip(key: bytes, address: str) -> str:
     return hmac.new(key, address.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def allowed_ip_hashes(key: bytes, spec: str) -> frozenset[str]:
-    """Hashes of every address in a comma-separated list of IPs and CIDRs.
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_ip_list(spec: str) -> list[Network]:
+    """The networks of a comma-separated list of IPs and CIDRs.
 
     Raises `ValueError` naming the entry for a malformed one or a network over
     `MAX_CIDR_ADDRESSES` addresses (hashes cannot be matched against a prefix).
     """
-    hashes: set[str] = set()
+    networks: list[Network] = []
     for item in (part.strip() for part in spec.split(",")):
         if not item:
             continue
@@ -38,6 +41,14 @@ def allowed_ip_hashes(key: bytes, spec: str) -> frozenset[str]:
                 f"ALLOWED_IPS: {item!r} has {network.num_addresses} addresses; "
                 f"at most {MAX_CIDR_ADDRESSES} per network can be hashed"
             )
+        networks.append(network)
+    return networks
+
+
+def allowed_ip_hashes(key: bytes, spec: str) -> frozenset[str]:
+    """Hashes of every address in `spec` (see `parse_ip_list`, which raises for a bad entry)."""
+    hashes: set[str] = set()
+    for network in parse_ip_list(spec):
         addresses = [network.network_address] if network.num_addresses == 1 else list(network)
         hashes.update(hash_ip(key, str(a)) for a in addresses)
     return frozenset(hashes)
