@@ -85,7 +85,8 @@ class AbuseGuard:
         for group in groups.values():
             args.append(len(group))
             for row in group:
-                args += [row.receipt, _ms(row)]
+                args.append(row.receipt)
+                args.append(_ms(row))
                 order.append(row.receipt)
         with translated():
             try:

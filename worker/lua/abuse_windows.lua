@@ -13,18 +13,46 @@ for k = 1, #KEYS do
   local key = KEYS[k]
   local n = tonumber(ARGV[i])
   local first = i + 1
+  local newest = 0
+  local pairs = {}
   for j = 0, n - 1 do
-    redis.call('ZADD', key, ARGV[first + 2 * j + 1], ARGV[first + 2 * j])
+    local t = tonumber(ARGV[first + 2 * j + 1])
+    if t > newest then newest = t end
+    pairs[#pairs + 1] = ARGV[first + 2 * j + 1]
+    pairs[#pairs + 1] = ARGV[first + 2 * j]
+    if #pairs >= 1000 or j == n - 1 then  -- unpack() is bounded by Lua's stack
+      redis.call('ZADD', key, unpack(pairs))
+      pairs = {}
+    end
   end
-  for j = 0, n - 1 do
-    local member, t = ARGV[first + 2 * j], tonumber(ARGV[first + 2 * j + 1])
-    local rank = redis.call('ZRANK', key, member)
-    out[#out + 1] = rank - redis.call('ZCOUNT', key, '-inf', string.format('%d', t - burst))
-    out[#out + 1] = rank - redis.call('ZCOUNT', key, '-inf', string.format('%d', t - sustained))
+  if n <= 16 and redis.call('ZCARD', key) == n then
+    -- A window holding only this batch's few members (the usual case: many people, one or two
+    -- signatures each): count among them here instead of three calls per member.
+    local times = {}
+    for j = 0, n - 1 do times[j + 1] = {tonumber(ARGV[first + 2 * j + 1]), ARGV[first + 2 * j]} end
+    for j = 1, n do
+      local t, member = times[j][1], times[j][2]
+      local b, s = 0, 0
+      for m = 1, n do
+        local u, other = times[m][1], times[m][2]
+        if u < t or (u == t and other < member) then
+          if u > t - burst then b = b + 1 end
+          if u > t - sustained then s = s + 1 end
+        end
+      end
+      out[#out + 1] = b
+      out[#out + 1] = s
+    end
+  else
+    for j = 0, n - 1 do
+      local member, t = ARGV[first + 2 * j], tonumber(ARGV[first + 2 * j + 1])
+      local rank = redis.call('ZRANK', key, member)
+      out[#out + 1] = rank - redis.call('ZCOUNT', key, '-inf', string.format('%d', t - burst))
+      out[#out + 1] = rank - redis.call('ZCOUNT', key, '-inf', string.format('%d', t - sustained))
+    end
+    -- Keep what a late, out-of-order entry could still need; older members only cost memory.
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%d', newest - keep))
   end
-  -- Keep what a late, out-of-order entry could still need; older members only cost memory.
-  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%d', tonumber(newest[2]) - keep))
   redis.call('EXPIRE', key, ttl)
   i = first + 2 * n
 end

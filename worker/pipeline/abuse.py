@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from worker.pipeline.emails import canonical_email
 from worker.pipeline.plan import Row
@@ -40,7 +41,7 @@ class AbusePolicy:
     blocked_domains: frozenset[str] = frozenset()
     blocked_emails: frozenset[str] = frozenset()  # canonical
 
-    @property
+    @cached_property
     def limits(self) -> tuple[RateLimit, ...]:
         return tuple(limit for limit in (self.burst, self.sustained) if limit.limit > 0)
 
@@ -69,6 +70,8 @@ def domain_of(row: Row) -> str:
 
 def in_domains(domain: str, domains: frozenset[str]) -> bool:
     """True when `domain` or one of its parent domains is listed (cs.ox.ac.uk matches ox.ac.uk)."""
+    if not domains:  # the usual case, on the hot path
+        return False
     parts = domain.split(".")
     return any(".".join(parts[i:]) in domains for i in range(len(parts)))
 
@@ -100,14 +103,15 @@ def over_limit(counts: PriorCounts, policy: AbusePolicy) -> bool:
 def judge(rows: Sequence[Row], counts: Mapping[str, PriorCounts], policy: AbusePolicy) -> list[Row]:
     """The rows with `state` set to `fraudulent` where a rule says so; others unchanged.
 
-    `counts` maps receipts (of `rows_to_count`) to their prior counts; a row missing from it
-    is not rate-limited.
+    `counts` maps the receipts of `rows_to_count` to their prior counts; a row missing from it,
+    or exempt (no IP hash, an allowed IP or domain), is not rate-limited.
     """
     judged = []
+    blocking = bool(policy.blocked_emails or policy.blocked_domains)
     for row in rows:
         prior = counts.get(row.receipt)
-        if is_blocked(row, policy) or (
-            prior is not None and needs_rate_check(row, policy) and over_limit(prior, policy)
+        if (blocking and is_blocked(row, policy)) or (
+            prior is not None and over_limit(prior, policy) and needs_rate_check(row, policy)
         ):
             row = dataclasses.replace(row, state=FRAUDULENT)
         judged.append(row)
