@@ -179,3 +179,35 @@ def test_allow_lists_given_as_raw_ips_and_domains_apply_to_hashed_entries(
     fraud = db.execute("SELECT email FROM signatures WHERE state = 'fraudulent'").fetchall()
     assert fraud == [("bot@spam.example",)]
     assert db.execute("SELECT signature_count FROM petitions").fetchone() == (13,)
+
+
+def reference(rows: list[Row], policy: AbusePolicy) -> dict[str, str]:
+    """The rule written plainly: count earlier attempts (by time, then receipt) in each window."""
+    ordered = sorted(rows, key=lambda r: (r.accepted_at, r.receipt))
+    states = {}
+    for n, r in enumerate(ordered):
+        earlier = ordered[:n]
+        burst = sum(e.accepted_at > r.accepted_at - timedelta(seconds=policy.burst.seconds) for e in earlier)
+        sustained = sum(
+            e.accepted_at > r.accepted_at - timedelta(seconds=policy.sustained.seconds) for e in earlier
+        )
+        over = (policy.burst.limit and burst >= policy.burst.limit) or (
+            policy.sustained.limit and sustained >= policy.sustained.limit
+        )
+        states[r.receipt] = "fraudulent" if over else "validated"
+    return states
+
+
+@pytest.mark.parametrize("batch", [1, 4, 16, 40])
+def test_any_batching_of_entries_gives_the_outcome_of_the_plain_rule(rt: Runtime, batch: int) -> None:
+    policy = AbusePolicy(burst=RateLimit(2, 60), sustained=RateLimit(5, 300))
+    # 40 attempts from one IP at irregular times, some in the same millisecond.
+    rows = sorted(
+        (row(f"r{n:02d}", (n * 37) % 400 + (n % 3) * 0.0005) for n in range(40)), key=lambda r: r.accepted_at
+    )
+    guard = AbuseGuard(rt.redis, rt.keys, policy)
+    got: dict[str, str] = {}
+    for start in range(0, len(rows), batch):
+        got |= judged(guard, list(reversed(rows[start : start + batch])))  # order inside a batch is free
+    assert got == reference(rows, policy)
+    assert set(got.values()) == {"validated", "fraudulent"}
