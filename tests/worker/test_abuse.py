@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from unittest import mock
@@ -134,13 +135,20 @@ def sign(client: TestClient, petition_id: int, email: str, ip: str) -> None:
 
 
 def test_over_limit_submissions_are_accepted_stored_fraudulent_and_not_counted(
-    abuse_rt: Runtime, client: TestClient, make_petition: PetitionFactory, db: DB
+    abuse_rt: Runtime,
+    client: TestClient,
+    make_petition: PetitionFactory,
+    db: DB,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     petition = make_petition()
     for n in range(4):
         sign(client, petition.id, f"script{n}@example.org", "203.0.113.9")
     sign(client, petition.id, "someone@example.org", "203.0.113.10")
-    drain_everything(abuse_rt)
+    with caplog.at_level(logging.DEBUG):
+        drain_everything(abuse_rt)
+    assert "3 of 5 signatures in the batch marked fraudulent" in caplog.text
+    assert "@" not in caplog.text and "203.0.113" not in caplog.text
     by_state = dict(
         db.execute(
             "SELECT state, count(*) FROM signatures WHERE petition_id = %s GROUP BY state", [petition.id]
