@@ -36,6 +36,12 @@ def day(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
@@ -169,7 +175,7 @@ def register(sub: Any) -> None:
     inv.add_argument("--since", type=moment, help="accepted at or after (ISO 8601; UTC if no zone)")
     inv.add_argument("--until", type=moment, help="accepted before")
     inv.add_argument("--dry-run", action="store_true", help="print how many would change; change nothing")
-    inv.add_argument("--batch-size", type=int, default=5000)
+    inv.add_argument("--batch-size", type=positive, default=5000)
     inv.set_defaults(run=cmd_invalidate)
 
     rec = add("reconcile", help="compare counts with validated signatures; --fix repairs drift")
@@ -185,7 +191,7 @@ def register(sub: Any) -> None:
 
     ano = add("anonymize", help="irreversibly anonymize signers of petitions closed before DATE")
     ano.add_argument("--closed-before", type=day, required=True, metavar="DATE")
-    ano.add_argument("--batch-size", type=int, default=5000)
+    ano.add_argument("--batch-size", type=positive, default=5000)
     ano.set_defaults(run=cmd_anonymize)
 
     fgt = add("forget", help="erase one person (by canonical email) from every petition")
