@@ -132,7 +132,7 @@ def test_drift_injected_during_a_spike_is_repaired_without_double_counting(
             )
             pipe.xadd(rt.keys.stream(rt.keys.shard_for_email(email)), {"s": payload})
         pipe.execute()
-    spike = settings.model_copy(update={"batch_size": 100, "drain_slice_seconds": 1.0})
+    spike = settings.model_copy(update={"batch_size": 50, "drain_slice_seconds": 1.0})
     worker = start_worker(spike, f"r{uuid.uuid4().hex[:8]}", concurrency=2)
     repairs_mid_spike = 0
     try:
@@ -141,19 +141,22 @@ def test_drift_injected_during_a_spike_is_repaired_without_double_counting(
             victim = petitions[repairs_mid_spike % 3]
             db.execute("UPDATE petitions SET signature_count = signature_count + 7 WHERE id = %s", [victim])
             drifts = reconcile(db, fix=True, publish=rt.registry.set_counts)
-            settle(db, [victim], rt.registry.set_counts, grace_seconds=0.3)
             # Only the injected drift is ever found, and it is repaired to the rows then committed.
             assert [(d.petition_id, d.recorded - d.actual, d.fixed) for d in drifts] == [(victim, 7, True)]
             if 1 < drifts[0].actual < expected[victim]:
                 repairs_mid_spike += 1
             assert find_drift(db) == []  # later batches bring their rows and counts together
+            time.sleep(0.01)
     finally:
         output = stop_process(worker)
-    assert repairs_mid_spike >= 5, output[-2000:]
+    assert repairs_mid_spike >= 5, (repairs_mid_spike, output[-2000:])
     assert find_drift(db) == [] and read_invariant(db).counts_match
     assert {p: signature_count(db, p) for p in petitions} == expected
     duplicates = db.execute("SELECT count(*) FROM rejected_signatures WHERE reason = 'duplicate'").fetchone()
     assert duplicates == (SPIKE - UNIQUE,)
+    # A batch that committed just before a repair may publish its inflated count after it:
+    # settling once more leaves every live count right.
+    settle(db, petitions, rt.registry.set_counts, grace_seconds=1.0)
     for p in petitions:
         card = rt.registry.get(p)
         assert card is not None and card.signature_count == expected[p]
