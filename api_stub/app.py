@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +24,7 @@ from api_stub.queue import IntakeQueue
 from api_stub.unsubscribe import unsubscribe_routes
 from worker.errors import QueueUnavailable
 from worker.keys import Keys
+from worker.pipeline.iphash import hash_ip
 from worker.pipeline.wording import call_to_action
 from worker.settings import Settings
 
@@ -54,7 +53,7 @@ class Intake:
                 address = forwarded.split(",", 1)[0].strip()
         if not address:
             return None
-        return hmac.new(self._ip_key, address.encode(), hashlib.sha256).hexdigest()[:32]
+        return hash_ip(self._ip_key, address)
 
     async def read_body(self, request: Request) -> bytes:
         """The body, refused past `MAX_BODY_BYTES` (413) or after `BODY_TIMEOUT_SECONDS` (408)."""

@@ -109,6 +109,7 @@ def settings(redis_url: str, database_url: str, key_prefix: str) -> Settings:
         max_deliveries=3,
         ip_hash_secret="test-secret",
         unsubscribe_secret="test-unsubscribe-secret",
+        abuse_checks=False,  # on in production; tests of the abuse limits switch it on
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from worker.integrity.schedule import BEAT_SCHEDULE as INTEGRITY_BEAT
 from worker.keys import INGEST_QUEUE, REMINDERS_QUEUE
 from worker.settings import Settings
 
@@ -28,7 +29,7 @@ app.conf.update(
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
-    imports=("worker.tasks", "worker.reminders.tasks"),
+    imports=("worker.tasks", "worker.reminders.tasks", "worker.integrity.tasks"),
     beat_schedule={
         # A run missed while no reminders worker was up expires instead of piling up.
         "reminders.send_due": {
@@ -36,6 +37,7 @@ app.conf.update(
             "schedule": settings.reminder_every,
             "options": {"expires": settings.reminder_every},
         },
+        **INTEGRITY_BEAT,  # hourly suspicious-share report, nightly reconciliation
     },
 )
 

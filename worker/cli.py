@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from worker import demo, stats_cli, up
 from worker.reminders import cli as reminders_cli
+from worker.integrity import commands as integrity_commands
 from worker.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.register(sub)
     demo.register(sub)
     stats_cli.register(sub)  # issue 7
+    integrity_commands.register(sub)
     return parser
 
 

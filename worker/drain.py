@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from worker.errors import BatchRejected, RetryLater
 from worker.pipeline.emails import EmailChecker
 from worker.pipeline.entry import Entry
-from worker.pipeline.plan import Poison, plan_batch
+from worker.pipeline.plan import Poison, Row, plan_batch
 from worker.registry import Registry
 from worker.store import BatchOutcome, SignatureStore
 from worker.streams import SignatureStreams
@@ -58,12 +58,14 @@ class Drainer:
         sleep: Callable[[float], None] = time.sleep,
         on_batch: Callable[[BatchResult, float], None] | None = None,
         on_retry: Callable[[RetryLater], None] | None = None,
+        abuse: Callable[[list[Row]], list[Row]] | None = None,
     ) -> None:
         self.streams, self.store, self.registry = streams, store, registry
         self.emails, self.config, self.consumer = emails, config, consumer
         self._clock, self._sleep = clock, sleep
         self._on_batch = on_batch
         self._on_retry = on_retry
+        self._abuse = abuse  # marks rows fraudulent (worker/abuse.py); None: no abuse checks
         self._next_claim = 0.0
         self._groups_ready = False
         self._unfinished: list[Entry] = []  # a batch that hit RetryLater: retried first
@@ -141,6 +143,8 @@ class Drainer:
         """Commit a batch; if PostgreSQL refuses its content, split it until the bad entry is
         alone, and commit the rest."""
         plan = plan_batch(entries, self.emails)
+        if self._abuse is not None:
+            plan.rows = self._abuse(plan.rows)
         try:
             outcome = self.store.write(plan)
             return BatchResult(outcome, plan.done_entries, plan.poison)

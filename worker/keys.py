@@ -6,12 +6,15 @@ that reach a key have been parsed to `int` first, so request data never shapes a
 
 from __future__ import annotations
 
+import hashlib
+import re
 import zlib
 from dataclasses import dataclass
 
 CONSUMER_GROUP = "ingest"
 INGEST_QUEUE = "ingest"
 REMINDERS_QUEUE = "reminders"
+HEX_DIGEST = re.compile(r"[0-9a-f]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,20 @@ class Keys:
     def recent(self, second: int) -> str:
         """Hash petition id -> signatures persisted in that epoch second (expires after minutes)."""
         return f"{self.prefix}recent:{int(second)}"
+    # issue 8: trustworthy counts
+    def abuse_window(self, petition_id: int, ip_hash: str) -> str:
+        """Sorted set: receipts from one hashed IP on one petition, scored by accepted-at (ms).
+
+        An IP hash that is not the intake's hex digest (another producer) is digested again,
+        so entry data never shapes a key."""
+        if not HEX_DIGEST.fullmatch(ip_hash):
+            ip_hash = hashlib.sha256(ip_hash.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return f"{self.prefix}abuse:{int(petition_id)}:{ip_hash}"
+
+    @property
+    def suspicious_report(self) -> str:
+        """String: the latest hourly suspicious-share report (JSON), for `sigingest stats`."""
+        return f"{self.prefix}suspicious"
 
 
 def drainer_lease(keys: Keys, hostname: str, slot: int) -> str:

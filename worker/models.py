@@ -32,6 +32,7 @@ REJECT_REASONS = (
     "petition_closed",
     "invalid_field",
     "duplicate",
+    "erased",  # issue 8: `sigingest forget` (the receipt only, no personal data)
 )
 
 petitions = Table(

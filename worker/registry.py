@@ -60,6 +60,16 @@ class Registry:
                 self._raise_count(keys=[self._keys.petition(petition_id)], args=[count], client=pipe)
             pipe.execute()
 
+    def set_counts(self, counts: Mapping[int, int]) -> None:
+        """Publish committed counts as they are, lower ones included: for operator actions
+        (invalidate, forget, reconcile) that take signatures away, which `raise_counts` cannot."""
+        if not counts:
+            return
+        with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for petition_id, count in counts.items():
+                pipe.hset(self._keys.petition(petition_id), "count", count)
+            pipe.execute()
+
     def get(self, petition_id: int) -> PetitionCard | None:
         with translated():
             data: Any = self._redis.hgetall(self._keys.petition(petition_id))

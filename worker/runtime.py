@@ -10,6 +10,7 @@ from functools import cached_property
 import redis
 from sqlalchemy import Engine, create_engine
 
+from worker.abuse import AbuseGuard, policy_from_settings
 from worker.drain import DrainConfig, Drainer
 from worker.keys import Keys
 from worker.metrics import WorkerMetrics
@@ -76,6 +77,7 @@ class Runtime:
             consumer=f"{socket.gethostname()}:{os.getpid()}",
             on_batch=observer.on_batch,
             on_retry=observer.on_retry,
+            abuse=AbuseGuard(self.redis, self.keys, policy_from_settings(s)) if s.abuse_checks else None,
         )
 
 

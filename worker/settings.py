@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.pipeline.iphash import parse_ip_list
+
 DEV_SECRET = "dev-only-secret-change-me"
 
 
@@ -94,12 +96,32 @@ class Settings(BaseSettings):
     worker_metrics_dir: str = ""
     worker_metrics_port: int = Field(9808, ge=0, le=65535)  # a worker host's /metrics; 0 = off
     worker_metrics_host: str = "0.0.0.0"
+    # issue 8: trustworthy counts (abuse limits, suspicious-share report)
+    abuse_checks: bool = True  # rate limits and allow/block lists in the worker
+    rate_burst_limit: int = Field(1, ge=0)  # signatures per hashed IP per petition per burst window
+    rate_burst_seconds: int = Field(60, ge=1)
+    rate_sustained_limit: int = Field(5, ge=0)  # 0 switches a limit off
+    rate_sustained_seconds: int = Field(300, ge=1)
+    allowed_ips: str = ""  # comma-separated IPs or small CIDRs, hashed with IP_HASH_SECRET
+    allowed_domains: str = ""  # comma-separated; subdomains included
+    blocked_domains: str = ""
+    blocked_emails: str = ""  # canonicalised before use
+    suspicious_share: float = Field(0.5, gt=0, le=1)
+    suspicious_min_signatures: int = Field(20, ge=1)
+    suspicious_ignore_domains: str = "gmail.com,yahoo.com,hotmail.com,outlook.com,icloud.com"
+    count_settle_seconds: float = Field(1.0, ge=0)  # wait before re-publishing lowered counts
 
     @field_validator("database_url")
     @classmethod
     def _accept_both_postgres_schemes(cls, value: str) -> str:
         if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
             raise ValueError("DATABASE_URL must start with postgresql:// or postgresql+psycopg://")
+        return value
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _allowed_ips_can_be_hashed(cls, value: str) -> str:
+        parse_ip_list(value)  # issue 8: refuse a bad ALLOWED_IPS at start, naming the entry
         return value
 
     @classmethod

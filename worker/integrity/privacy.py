@@ -1,0 +1,137 @@
+"""Privacy: stream a petition's signatures as CSV, anonymize closed petitions, forget a person.
+
+Nothing here logs a name or an email: only petition ids and numbers of rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from worker.integrity.db import LOCK_PETITIONS, Conn, Publish, no_publish, num, scalar
+from worker.pipeline.emails import canonical_email
+
+log = logging.getLogger("sigingest.privacy")
+
+EXPORT_COLUMNS = ("name", "country", "postcode", "signed_at")
+EXPORT = """
+SELECT name, country, postcode, accepted_at, email FROM signatures
+WHERE petition_id = %s AND state = 'validated' ORDER BY accepted_at, id
+"""
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection): such
+# cells are written with a leading apostrophe, which spreadsheets show as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FETCH_ROWS = 2000
+
+ANONYMIZED_NAME = "anonymized"
+# Placeholder address: per row (the per-petition uniqueness of canonical_email holds), derived
+# from the row id only (nothing of the person), in the reserved `.invalid` domain (never mailed).
+PLACEHOLDER_EMAIL = "'anonymized-' || s.id || '@anonymized.invalid'"
+ANONYMIZE_BATCH = f"""
+WITH picked AS (
+    SELECT s.id FROM signatures s JOIN petitions p ON p.id = s.petition_id
+    WHERE p.status <> 'open' AND p.closed_at < %(before)s
+      AND s.canonical_email IS DISTINCT FROM 'anonymized-' || s.id || '@anonymized.invalid'
+    ORDER BY s.id LIMIT %(batch)s FOR UPDATE OF s
+)
+UPDATE signatures s SET name = '{ANONYMIZED_NAME}', email = {PLACEHOLDER_EMAIL},
+    canonical_email = {PLACEHOLDER_EMAIL}, postcode = NULL, ip_hash = NULL, opt_in = false
+FROM picked WHERE s.id = picked.id
+"""
+# Erase one person: their rows go; their receipts are kept as `erased` rejects (no personal
+# data), so a late redelivery of one of their entries is not stored again.
+ERASE = """
+WITH gone AS (
+    DELETE FROM signatures WHERE canonical_email = %s RETURNING receipt, petition_id, state, accepted_at
+), recorded AS (
+    INSERT INTO rejected_signatures (receipt, petition_id, reason, accepted_at)
+    SELECT receipt, petition_id, 'erased', accepted_at FROM gone ON CONFLICT (receipt) DO NOTHING
+)
+SELECT petition_id, count(*), count(*) FILTER (WHERE state = 'validated') FROM gone GROUP BY petition_id
+"""
+SUBTRACT_COUNTS = """
+UPDATE petitions p SET signature_count = p.signature_count - d.n
+FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, n) WHERE p.id = d.id
+RETURNING p.id, p.signature_count
+"""
+
+
+class TextSink(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def export_csv(conn: Conn, petition_id: int, out: TextSink, *, include_email: bool = False) -> int:
+    """Write the petition's validated signatures to `out` as CSV; return how many.
+
+    A server-side cursor fetches `FETCH_ROWS` at a time, so memory stays flat however large
+    the petition. Raises `LookupError` for an unknown petition (nothing written)."""
+    if not scalar(conn, "SELECT count(*) FROM petitions WHERE id = %s", [petition_id]):
+        raise LookupError(f"no petition {petition_id}")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow((*EXPORT_COLUMNS, "email") if include_email else EXPORT_COLUMNS)
+    written = 0
+    with conn.transaction(), conn.cursor(name="sigingest_export") as cursor:
+        cursor.itersize = FETCH_ROWS
+        cursor.execute(EXPORT, [petition_id])
+        for name, country, postcode, accepted_at, email in cursor:
+            row = [name, country, postcode, accepted_at, *([email] if include_email else [])]
+            writer.writerow([_cell(v) for v in row])
+            written += 1
+    return written
+
+
+def anonymize(conn: Conn, closed_before: datetime, *, batch_size: int = 5000) -> int:
+    """Replace names and emails (and clear postcode, IP hash and opt-in) of signatures on
+    petitions closed before `closed_before`, in batches. Counts, states, countries and times
+    stay. Irreversible; idempotent. Returns rows changed."""
+    changed = 0
+    while True:
+        with conn.transaction():
+            cursor = conn.execute(ANONYMIZE_BATCH, {"before": closed_before, "batch": batch_size})
+        if cursor.rowcount <= 0:
+            break
+        changed += cursor.rowcount
+    log.info("anonymized %d signatures on petitions closed before %s", changed, closed_before.date())
+    return changed
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    signatures: int = 0
+    counts: dict[int, int] = field(default_factory=dict)  # petition -> new count (where it changed)
+
+
+def forget(conn: Conn, email: str, *, publish: Publish = no_publish) -> Forgotten:
+    """Erase one person, by canonical email, from every petition, and take their validated
+    signatures off the counts, in one transaction. Raises `ValueError` for a non-address."""
+    if email.strip().count("@") != 1:
+        raise ValueError("EMAIL must be an email address; nothing changed")
+    canonical = canonical_email(email.strip())
+    with conn.transaction():
+        ids = [
+            num(i)
+            for (i,) in conn.execute(
+                "SELECT DISTINCT petition_id FROM signatures WHERE canonical_email = %s", [canonical]
+            )
+        ]
+        if not ids:
+            return Forgotten()
+        conn.execute(LOCK_PETITIONS, [ids])  # before touching rows, in the batch writer's order
+        erased = conn.execute(ERASE, [canonical]).fetchall()
+        petitions = [num(p) for p, _, valid in erased if valid]
+        valid = [num(v) for _, _, v in erased if v]
+        counts = {num(i): num(c) for i, c in conn.execute(SUBTRACT_COUNTS, [petitions, valid])}
+        publish(counts)
+    total = sum(num(n) for _, n, _ in erased)
+    log.info("forgot one person: %d signatures on %d petitions", total, len(erased))
+    return Forgotten(total, counts)
