@@ -8,8 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from worker import demo, stats_cli, up
-from worker.reminders import cli as reminders_cli
 from worker.integrity import commands as integrity_commands
+from worker.reminders import cli as reminders_cli
 from worker.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]

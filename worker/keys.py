@@ -77,6 +77,7 @@ class Keys:
     def recent(self, second: int) -> str:
         """Hash petition id -> signatures persisted in that epoch second (expires after minutes)."""
         return f"{self.prefix}recent:{int(second)}"
+
     # issue 8: trustworthy counts
     def abuse_window(self, petition_id: int, ip_hash: str) -> str:
         """Sorted set: receipts from one hashed IP on one petition, scored by accepted-at (ms).

@@ -228,13 +228,13 @@ def test_up_sends_reminders_through_beat_into_the_outbox(home: Path) -> None:
         # And Ann, who signed one petition and asked to hear about others
         first = int(up.cli("petition", "create", "--title", "Save the library", "--starter", "Bo Li"))
         with httpx.Client(base_url=url) as client:
-            answer = client.post(f"/petitions/{first}/signatures",
-                                 json={"email": "ann@example.org", "name": "Ann", "opt_in": True})  # fmt: skip
+            ann = {"email": "ann@example.org", "name": "Ann", "opt_in": True}
+            answer = client.post(f"/petitions/{first}/signatures", json=ann)
             assert answer.status_code == 202
         wait_for(lambda: persisted(up.endpoints["database_url"], first) == (2, 2), timeout=60)
         # When Clara LONG starts another petition
-        up.cli("petition", "create", "--title", "Tell Massachusetts Governor Deval Patrick: Don't Jump on the "
-               "Anti-Immigrant Bandwagon", "--starter", "Clara LONG")  # fmt: skip
+        title = "Tell Massachusetts Governor Deval Patrick: Don't Jump on the Anti-Immigrant Bandwagon"
+        up.cli("petition", "create", "--title", title, "--starter", "Clara LONG")
         # Then beat's run writes Ann's reminder into the outbox as an .eml file
         outbox = home / ".sigingest" / "outbox"
         wait_for(lambda: any(outbox.glob("*.eml")), timeout=90, interval=0.5)
