@@ -66,6 +66,9 @@ QUEUE_CONSUMERS: Final = "sigingest_queue_consumers"
 QUEUE_DEAD_LETTERS: Final = "sigingest_queue_dead_letter_entries"
 # 1 when the last scrape could read Redis, 0 when it could not.
 QUEUE_UP: Final = "sigingest_queue_up"
+# Petitions whose last-hour signatures came over a suspicious share from one hashed IP or one email
+# domain, by kind (ip, domain), from the last hourly report (worker/integrity/suspicious.py).
+SUSPICIOUS_PETITIONS: Final = "sigingest_suspicious_petitions"
 
 # Outcomes of WORKER_SIGNATURES and REMINDER_EMAILS, fixed so labels stay bounded.
 SIGNATURE_OUTCOMES: Final = ("persisted", "uncounted", "duplicate", "rejected", "dead_lettered", "retried")
@@ -97,6 +100,7 @@ GAUGES: Final = (
     QUEUE_CONSUMERS,
     QUEUE_DEAD_LETTERS,
     QUEUE_UP,
+    SUSPICIOUS_PETITIONS,
 )
 # Every series name a scrape can show (histograms expand to _bucket/_sum/_count).
 SERIES: Final = frozenset(

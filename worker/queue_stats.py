@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from worker import metrics as m
 from worker.errors import QueueUnavailable
+from worker.integrity.suspicious import SuspiciousReport, latest_report
 from worker.keys import CONSUMER_GROUP, Keys
 from worker.streams import translated
 
@@ -97,6 +98,15 @@ def dead_letters(client: redis.Redis, keys: Keys) -> int:
         return int(client.xlen(keys.dead_letters))
 
 
+def suspicious_family(report: SuspiciousReport | None) -> GaugeMetricFamily:
+    """Petitions flagged by the last hourly report, by kind; zeros before the first report."""
+    family = GaugeMetricFamily(m.SUSPICIOUS_PETITIONS, "petitions with a suspicious share", labels=["kind"])
+    findings = report.findings if report else []
+    for kind in ("ip", "domain"):
+        family.add_metric([kind], float(len({f.petition_id for f in findings if f.kind == kind})))
+    return family
+
+
 class QueueCollector(Collector):
     """Exports `shard_stats` and the dead-letter count at scrape time; `sigingest_queue_up` 0 when
     Redis cannot be read (the other series are then absent rather than stale)."""
@@ -134,3 +144,4 @@ class QueueCollector(Collector):
                 family.add_metric([str(s.shard)], float(value(s)))
             yield family
         yield GaugeMetricFamily(m.QUEUE_DEAD_LETTERS, "entries in the dead-letter stream", value=dead)
+        yield suspicious_family(latest_report(self._redis, self._keys))

@@ -8,11 +8,12 @@ persisted in the last minute, from per-second buckets the workers write, and the
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
+from worker.integrity.suspicious import SuspiciousReport, latest_report
 from worker.keys import Keys
 from worker.queue_stats import ShardStats, dead_letters, shard_stats
 from worker.registry import card_from_hash
@@ -41,6 +42,7 @@ class Stats:
     dead_letters_waiting: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     petitions: list[PetitionActivity] = field(default_factory=list)
+    suspicious: SuspiciousReport | None = None  # the last hourly report (worker/integrity)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class Stats:
                 "dead_letters_waiting": self.dead_letters_waiting,
             },
             "petitions": [p.__dict__ for p in self.petitions],
+            "suspicious": [asdict(f) for f in self.suspicious.findings] if self.suspicious else [],
         }
 
 
@@ -84,6 +87,7 @@ def top_recent(buckets: list[dict[bytes, bytes]], top: int = TOP_PETITIONS) -> l
 def gather(client: redis.Redis, keys: Keys, now: float, top: int = TOP_PETITIONS) -> Stats:
     """Everything `sigingest stats` shows, as of `now` (epoch seconds). Raises `QueueUnavailable`."""
     stats = Stats(shard_stats(client, keys), dead_letters_waiting=dead_letters(client, keys))
+    stats.suspicious = latest_report(client, keys)
     second = int(now)
     with translated():
         with client.pipeline(transaction=False) as pipe:

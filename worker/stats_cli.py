@@ -60,7 +60,14 @@ def render(stats: Stats) -> Group:
         petitions.add_column(column, justify=justify)  # type: ignore[arg-type]
     for p in stats.petitions:
         petitions.add_row(str(p.id), p.title[:60], f"{p.signature_count:,}", f"{p.last_minute:,}")
-    return Group(shards, totals, petitions)
+    suspicious = Table(title="suspicious shares (last hourly report)", title_justify="left")
+    for column in ("petition", "source", "value (for sigingest invalidate)", "signatures", "of", "share"):
+        suspicious.add_column(column, justify="right")
+    for f in stats.suspicious.findings if stats.suspicious else []:
+        source = "hashed IP" if f.kind == "ip" else "email domain"
+        row = (str(f.petition_id), source, f.value, f"{f.signatures:,}", f"{f.total:,}", f"{f.share:.0%}")
+        suspicious.add_row(*row)
+    return Group(shards, totals, petitions, suspicious)
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,18 +6,17 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from prometheus_client import REGISTRY
 
 from tests.conftest import PetitionFactory
 from tests.integrity.helpers import DB, add_signatures
 from worker.integrity.jobs import reconcile_signature_counts, report_suspicious_signatures
 from worker.integrity.suspicious import (
-    SUSPICIOUS_PETITIONS_METRIC,
     Finding,
     SuspicionRules,
     find_suspicious,
     latest_report,
 )
+from worker.queue_stats import suspicious_family
 from worker.runtime import Runtime
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -66,7 +65,8 @@ def test_the_hourly_job_logs_without_personal_data_sets_the_gauge_and_keeps_the_
     assert {f.kind for f in report.findings} == {"ip", "domain"}
     assert f"suspicious share on petition {petition.id}" in caplog.text
     assert "deadbeef" not in caplog.text and "private-family" not in caplog.text and "@" not in caplog.text
-    assert REGISTRY.get_sample_value(SUSPICIOUS_PETITIONS_METRIC, {"kind": "ip"}) == 1
+    [ip] = [sample for sample in suspicious_family(report).samples if sample.labels == {"kind": "ip"}]
+    assert ip.value == 1
     assert latest_report(rt.redis, rt.keys) == report  # what `sigingest stats` shows
 
 
@@ -102,3 +102,19 @@ def test_the_suspicious_command_lists_findings_for_the_operator(
     add_signatures(db, petition.id, 25, tag="n", ip_hash="f00d", domain="gmail.com")  # accepted now
     assert main(["suspicious"]) == 0
     assert f"petition {petition.id}: ip f00d sent 25 of 25 (100%)" in capsys.readouterr().out
+
+
+def test_sigingest_stats_shows_the_last_suspicious_report(
+    make_petition: PetitionFactory, db: DB, rt: Runtime
+) -> None:
+    from worker.stats import gather
+
+    petition = make_petition()
+    add_signatures(db, petition.id, 25, tag="x", ip_hash="deadbeef", domain="one.example", accepted_at=RECENT)
+    assert gather(rt.redis, rt.keys, NOW.timestamp()).as_dict()["suspicious"] == []
+    report_suspicious_signatures(rt, NOW)
+    shown = gather(rt.redis, rt.keys, NOW.timestamp()).as_dict()["suspicious"]
+    assert {(f["petition_id"], f["kind"], f["value"]) for f in shown} == {
+        (petition.id, "ip", "deadbeef"),
+        (petition.id, "domain", "one.example"),
+    }

@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import redis
-from prometheus_client import Gauge
 
 from worker.integrity.db import Conn, num
 from worker.keys import Keys
@@ -24,13 +23,6 @@ from worker.streams import translated
 
 log = logging.getLogger("sigingest.suspicious")
 
-# Metric name (to move into the project's metrics module when there is one):
-SUSPICIOUS_PETITIONS_METRIC = "sigingest_suspicious_petitions"
-SUSPICIOUS_PETITIONS = Gauge(
-    SUSPICIOUS_PETITIONS_METRIC,
-    "Petitions with a suspicious share of last hour's signatures from one source, by kind (ip, domain)",
-    ["kind"],
-)
 WINDOW = timedelta(hours=1)
 REPORT_TTL_SECONDS = 7 * 86_400
 
@@ -102,7 +94,8 @@ def _ignored(finding: Finding, rules: SuspicionRules) -> bool:
 
 
 def publish_report(client: redis.Redis, keys: Keys, report: SuspiciousReport) -> None:
-    """Log each finding (no personal data), set the gauge, and keep the report for stats."""
+    """Log each finding (no personal data) and keep the report for `sigingest stats` and the
+    `sigingest_suspicious_petitions` gauge (computed from it at scrape time, worker/queue_stats.py)."""
     for f in report.findings:
         log.warning(
             "suspicious share on petition %d: one %s sent %d of %d signatures (%.0f%%) in the hour to %s",
@@ -113,8 +106,6 @@ def publish_report(client: redis.Redis, keys: Keys, report: SuspiciousReport) ->
             100 * f.share,
             report.until.isoformat(timespec="minutes"),
         )
-    for kind in ("ip", "domain"):
-        SUSPICIOUS_PETITIONS.labels(kind).set(len({f.petition_id for f in report.findings if f.kind == kind}))
     with translated():
         client.set(keys.suspicious_report, orjson.dumps(asdict(report)), ex=REPORT_TTL_SECONDS)
 
