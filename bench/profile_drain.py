@@ -32,6 +32,9 @@ def main() -> None:
         print(f"{n / (time.perf_counter() - started):,.0f} signatures/s in one process (under cProfile)")
         stats = pstats.Stats(profile).strip_dirs()
         stats.sort_stats("tottime").print_stats(18)
+        stats.sort_stats("cumulative").print_stats(
+            "drain.py|plan.py|store.py|streams.py|registry.py|fields.py|entry.py|emails.py", 25
+        )
         rt.drainer.store.close()
         rt.engine.dispose()
     finally:
