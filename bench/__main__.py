@@ -114,14 +114,16 @@ def stage_intake(env: BenchEnv, args: argparse.Namespace, results: dict[str, Any
         api, base = intake.start_api(settings, args.api_workers)
         with running(api):
             for c in [int(x) for x in args.connections.split(",")]:
-                step = intake.wrk(base, env.petition_ids, c, args.seconds, f"{env.tag}c{c}")
+                step = intake.wrk(base, env.petition_ids, c, args.seconds, f"{env.tag}c{c}", api.pid)
                 print("intake:", json.dumps(step))
                 steps.append(step)
     best = max(steps, key=lambda s: s["accepted_per_second"])
     # No PostgreSQL: our workers stopped, the intake given an unreachable DATABASE_URL.
     api, base = intake.start_api(settings, args.api_workers, DATABASE_URL=intake.UNREACHABLE_DB)
     with running(api):
-        nopg = intake.wrk(base, env.petition_ids, best["connections"], args.seconds, f"{env.tag}nopg")
+        nopg = intake.wrk(
+            base, env.petition_ids, best["connections"], args.seconds, f"{env.tag}nopg", api.pid
+        )
     print("intake without PostgreSQL:", json.dumps(nopg))
     results["intake"] = {
         "api_workers": args.api_workers,

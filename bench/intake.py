@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from bench.env import free_port, settings_env, wait_until
+from bench.env import cpu_seconds, family, free_port, settings_env, wait_until
 from worker.settings import Settings
 
 LUA = Path(__file__).with_name("sign.lua")
@@ -48,8 +48,11 @@ def start_api(settings: Settings, workers: int = 1, **extra: str) -> tuple[subpr
     return proc, base
 
 
-def wrk(base: str, petitions: list[int], connections: int, seconds: int, tag: str) -> dict[str, Any]:
+def wrk(
+    base: str, petitions: list[int], connections: int, seconds: int, tag: str, api_pid: int = 0
+) -> dict[str, Any]:
     threads = min(2, connections)
+    cpu0 = cpu_seconds(family(api_pid)) if api_pid else 0.0
     out = subprocess.run(
         [
             "wrk",
@@ -76,6 +79,9 @@ def wrk(base: str, petitions: list[int], connections: int, seconds: int, tag: st
     data: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
     data["connections"] = connections
     data["accepted_per_second"] = round(data["accepted"] / (data["duration_us"] / 1e6))
+    if api_pid:
+        used = cpu_seconds(family(api_pid)) - cpu0
+        data["api_cpu_seconds_per_1000"] = round(used / max(data["requests"], 1) * 1000, 4)
     return data
 
 

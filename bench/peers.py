@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench.data import signatures
+from bench.drain import backend_pids
 from bench.env import BenchEnv, cpu_seconds, family, running, settings_env, start_celery
 
 
@@ -37,6 +38,7 @@ def run_peer(env: BenchEnv, kind: str, m: int) -> dict[str, Any]:
         while int(rt.redis.llen(queue_key)) >= m and time.monotonic() < deadline:
             time.sleep(0.005)
         t0, cpu0 = time.monotonic(), cpu_seconds(family(proc.pid))
+        pg0 = {pid: cpu_seconds([pid]) for pid in backend_pids(rt)}
         done = 0
         while done < m and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -51,6 +53,7 @@ def run_peer(env: BenchEnv, kind: str, m: int) -> dict[str, Any]:
             conn.commit()
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(family(proc.pid)) - cpu0
+        pg_cpu = sum(cpu_seconds([pid]) - pg0.get(pid, 0.0) for pid in backend_pids(rt))
     rt.engine.dispose()
     rt.redis.close()
     return {
@@ -59,6 +62,7 @@ def run_peer(env: BenchEnv, kind: str, m: int) -> dict[str, Any]:
         "seconds": round(elapsed, 3),
         "signatures_per_second": round(done / elapsed),
         "cpu_seconds_per_1000": round(cpu / max(done, 1) * 1000, 4),
+        "postgres_cpu_seconds_per_1000": round(pg_cpu / max(done, 1) * 1000, 4),
         "all_accounted": done == m,
         "enqueue_per_second": round(enqueue_rate),
     }
