@@ -22,6 +22,14 @@ def row(receipt: str, petition_id: int, person: int) -> Row:
     return Row(receipt, petition_id, email, email, "Ann", None, None, False, None, datetime.now(UTC))
 
 
+def write(store: SignatureStore, plan: BatchPlan, start: threading.Barrier, errors: list[Exception]) -> None:
+    start.wait()
+    try:
+        store.write(plan)
+    except RetryLater as exc:
+        errors.append(exc)
+
+
 def test_crossing_batches_of_the_same_people_commit_without_deadlock(
     settings: Settings, make_petition: PetitionFactory, db: psycopg.Connection[tuple[object, ...]]
 ) -> None:
@@ -37,15 +45,11 @@ def test_crossing_batches_of_the_same_people_commit_without_deadlock(
         errors: list[Exception] = []
         start = threading.Barrier(2)
 
-        def write(store: SignatureStore, plan: BatchPlan) -> None:
-            start.wait()
-            try:
-                store.write(plan)
-            except RetryLater as exc:
-                errors.append(exc)
-
         # When both are written at the same moment by two connections
-        threads = [threading.Thread(target=write, args=pair) for pair in zip(stores, plans, strict=True)]
+        threads = [
+            threading.Thread(target=write, args=(store, plan, start, errors))
+            for store, plan in zip(stores, plans, strict=True)
+        ]
         for t in threads:
             t.start()
         for t in threads:
