@@ -97,10 +97,22 @@ class BenchEnv:
             batch = list(client.scan_iter(match=f"{prefix}*", count=5000))
             for i in range(0, len(batch), 1000):
                 client.delete(*batch[i : i + 1000])
+        forget_worker_queues(client, f"bench-*-{self.tag}@*")
         client.close()
         with self.admin() as conn:
             for name in reversed(self.databases):
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def forget_worker_queues(client: redis.Redis, pattern: str) -> None:
+    """Remove our workers' direct queues (`<name>.dq2`: a drain successor may still sit in one)
+    and their entries in kombu's shared binding sets; other workers' entries stay."""
+    for queue in client.scan_iter(match=f"{pattern}.dq2", count=5000):
+        client.delete(queue)
+    for binding in ("_kombu.binding.C.dq2", "_kombu.binding_permanent.C.dq2"):
+        ours = [m for m in client.sscan_iter(binding, match=pattern)]
+        if ours:
+            client.srem(binding, *ours)
 
 
 def backlog(rt: Runtime) -> tuple[int, int]:
