@@ -6,7 +6,7 @@ producer: nothing is trusted just because it is queued.
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -48,9 +48,14 @@ class InvalidFields(ValueError):
         self.errors = errors
 
 
+# Unicode categories Cc (control: C0, DEL, C1) and Cs (surrogates), as one character class:
+# one regex scan instead of a category look-up per character (the drain's second wall).
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def unprintable(text: str) -> bool:
     """True for text PostgreSQL or a mail header cannot carry: control characters, surrogates."""
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+    return UNPRINTABLE.search(text) is not None
 
 
 def _text(

@@ -1,0 +1,115 @@
+"""(c) intake over HTTP with wrk: accepted/s and latency at increasing concurrency, then the
+same with no PostgreSQL behind the intake (our workers stopped, DATABASE_URL unreachable)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.env import cpu_seconds, family, free_port, settings_env, wait_until
+from worker.settings import Settings
+
+LUA = Path(__file__).with_name("sign.lua")
+UNREACHABLE_DB = "postgresql://postgres@127.0.0.1:9/nowhere"  # port 9 (discard): nothing listens
+
+
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def start_api(settings: Settings, workers: int = 1, **extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = settings_env(settings, **extra)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "api", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/readyz", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    if not wait_until(ready, 30):
+        proc.kill()
+        raise RuntimeError("the intake did not start")
+    return proc, base
+
+
+def wrk(
+    base: str, petitions: list[int], connections: int, seconds: int, tag: str, api_pid: int = 0
+) -> dict[str, Any]:
+    threads = min(2, connections)
+    cpu0 = cpu_seconds(family(api_pid)) if api_pid else 0.0
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(LUA),
+            base,
+            "--",
+            ",".join(map(str, petitions)),
+            tag,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+    data: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
+    data["connections"] = connections
+    data["accepted_per_second"] = round(data["accepted"] / (data["duration_us"] / 1e6))
+    if api_pid:
+        used = cpu_seconds(family(api_pid)) - cpu0
+        data["api_cpu_seconds_per_1000"] = round(used / max(data["requests"], 1) * 1000, 4)
+    return data
+
+
+def spike_load(base: str, petition: int, connections: int, seconds: int, tag: str) -> subprocess.Popen[str]:
+    """wrk in the background at full speed on one petition."""
+    return subprocess.Popen(
+        [
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(LUA),
+            base,
+            "--",
+            str(petition),
+            tag,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def settle() -> None:
+    time.sleep(1.0)
