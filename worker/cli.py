@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from worker import deadletters
 from worker.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     beat = sub.add_parser("beat", help="run Celery beat (scheduled reminders and checks)")
     beat.add_argument("--schedule", default="celerybeat-schedule")
     beat.set_defaults(run=cmd_beat)
+    deadletters.register(sub)
     return parser
 
 
