@@ -41,7 +41,7 @@ class DeadLetters:
         self._keys = keys
         self._requeue = client.register_script(lua("requeue"))
 
-    def list(self, count: int = 100) -> list[DeadLetter]:
+    def oldest(self, count: int = 100) -> list[DeadLetter]:
         """The oldest `count` dead letters."""
         with translated():
             reply: Any = self._redis.xrange(self._keys.dead_letters, count=count)
@@ -50,7 +50,7 @@ class DeadLetters:
     def requeue(self, ids: Sequence[str] = ()) -> tuple[list[str], list[str]]:
         """Move the given dead letters (all when none given) back to their shard streams.
         Returns (requeued ids, ids not found or not requeueable); each move is atomic."""
-        targets = list(ids) or [letter.id for letter in self.list(count=1_000_000)]
+        targets = list(ids) or [letter.id for letter in self.oldest(count=1_000_000)]
         done: list[str] = []
         missing: list[str] = []
         for dead_id in targets:
@@ -102,7 +102,7 @@ def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
     letters = DeadLetters(client, Keys(settings.key_prefix, settings.shards))
     try:
         if args.action == "list":
-            found = letters.list(args.count)
+            found = letters.oldest(args.count)
             for d in found:
                 print(
                     f"{d.id}\tshard {d.shard} entry {d.entry_id}\t{d.deliveries} deliveries\t"
