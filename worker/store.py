@@ -30,10 +30,14 @@ STAGING = f"""
 CREATE TEMP TABLE IF NOT EXISTS sig_staging ON COMMIT DELETE ROWS AS
 SELECT {ROW_COLUMNS} FROM signatures WITH NO DATA
 """
+# Every insert goes in key order: two concurrent batches that share a person (or, redelivered,
+# a receipt) then wait for each other's unique-index entries in one direction only, never in a
+# cycle; unordered, they deadlocked under a viral spike (tests/faults/test_viral_petition.py).
 INSERT_SIGNATURES = f"""
 INSERT INTO signatures ({ROW_COLUMNS})
 SELECT {ROW_COLUMNS} FROM sig_staging s
 WHERE NOT EXISTS (SELECT 1 FROM rejected_signatures r WHERE r.receipt = s.receipt)
+ORDER BY s.petition_id, s.canonical_email
 ON CONFLICT DO NOTHING
 RETURNING petition_id, state
 """
@@ -43,6 +47,7 @@ INSERT_DUPLICATES = """
 INSERT INTO rejected_signatures (receipt, petition_id, reason, accepted_at)
 SELECT s.receipt, s.petition_id, 'duplicate', s.accepted_at FROM sig_staging s
 WHERE NOT EXISTS (SELECT 1 FROM signatures g WHERE g.receipt = s.receipt)
+ORDER BY s.receipt
 ON CONFLICT (receipt) DO NOTHING
 RETURNING petition_id
 """
@@ -51,6 +56,7 @@ INSERT INTO rejected_signatures (receipt, petition_id, reason, detail, accepted_
 SELECT t.* FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::timestamptz[])
     AS t(receipt, petition_id, reason, detail, accepted_at)
 WHERE NOT EXISTS (SELECT 1 FROM signatures g WHERE g.receipt = t.receipt)
+ORDER BY t.receipt
 ON CONFLICT (receipt) DO NOTHING
 RETURNING petition_id, reason
 """
