@@ -157,15 +157,17 @@ class Load:
     receipts: list[str] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    spans: list[tuple[float, float]] = field(default_factory=list)  # monotonic (sent, answered)
     refused: list[tuple[int, str | None]] = field(default_factory=list)  # (status, Retry-After)
 
     def post(self, client: TestClient, petition_id: int, email: str, *, key: str | None = None) -> int:
         """One submission; returns the status. A 202's receipt is recorded."""
         headers = {"idempotency-key": key} if key else {}
-        started = time.perf_counter()
+        started, sent = time.perf_counter(), time.monotonic()
         body = {"email": email, "name": "Fault Test"}
         response = client.post(f"/petitions/{petition_id}/signatures", json=body, headers=headers)
         self.latencies.append(time.perf_counter() - started)
+        self.spans.append((sent, time.monotonic()))
         self.statuses.append(response.status_code)
         if response.status_code == 202:
             self.receipts.append(response.json()["receipt"])
