@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api_stub.intake import IntakeError, parse_petition_id, parse_submission
+from api_stub.openapi import openapi_route
 from api_stub.queue import IntakeQueue
 from worker.errors import QueueUnavailable
 from worker.keys import Keys
@@ -166,6 +167,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", answering_errors(intake.readyz), methods=["GET"]),
     ]
     # Features beyond the intake add their routes from their own modules, one line each here.
+    routes.append(openapi_route(settings))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.intake = intake
     return app
