@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import orjson
 import pytest
-import redis
 from starlette.testclient import TestClient
 
 from api_stub.app import create_app
@@ -97,7 +97,7 @@ def test_hostile_fields_and_idempotency_keys_are_stored_as_data_never_as_names(
             "postcode": text[:16],
             "country": f"{text}"[:64],
         }
-        key = {"idempotency-key": f"{text}-{n}".encode()}
+        key = {b"idempotency-key": f"{text}-{n}".encode()}
         response = client.post(f"/petitions/{petition.id}/signatures", json=fields, headers=key)
         assert response.status_code == 202, response.text
         sent.append((response.json()["receipt"], fields))
@@ -113,11 +113,11 @@ def test_hostile_fields_and_idempotency_keys_are_stored_as_data_never_as_names(
     assert len([k for k in keys if ":idem:" in k]) == len(sent)
     stored = {}
     for stream in rt.keys.streams():
-        for _, entry in rt.redis.xrange(stream) if rt.redis.exists(stream) else []:
+        entries: Any = rt.redis.xrange(stream) if rt.redis.exists(stream) else []
+        for _, entry in entries:
             body = orjson.loads(entry[b"s"])
             stored[body["r"]] = body["f"]
     for receipt, fields in sent:
         assert {k: stored[receipt][k] for k in fields} == {k: v.strip() for k, v in fields.items()}
     assert rt.redis.hget(rt.keys.petition(petition.id), "status") == b"open"
-    with pytest.raises(redis.ResponseError):
-        rt.redis.execute_command("FUNCTION", "NOPE")  # the server is alive and answering
+    assert rt.redis.ping()  # still answering

@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
 from starlette.testclient import TestClient
 
-from tests.helpers import backlog, read_invariant, settings_env, wait_for
+from tests.helpers import backlog, read_invariant, start_worker, wait_for
 from worker.keys import CONSUMER_GROUP
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -288,8 +289,48 @@ def petition_row_locked(database_url: str, petition_id: int) -> Iterator[DB]:
         conn.rollback()
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    return settings_env(settings)
+class Worker:
+    """A real `celery -A worker worker` process (tests.helpers.start_worker) whose output is read
+    as it comes, so a chatty worker never blocks on a full pipe."""
+
+    def __init__(self, settings: Settings, name: str, concurrency: int = 2) -> None:
+        self.proc = start_worker(settings, f"{name}{uuid.uuid4().hex[:8]}", concurrency=concurrency)
+        self.pid = self.proc.pid
+        self._lines: list[bytes] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.append(line)
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def terminate(self) -> None:
+        """SIGTERM: Celery's warm shutdown."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 30.0) -> str:
+        """Warm shutdown (killed after `timeout`); returns everything the worker printed."""
+        self.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=5)
+        return b"".join(self._lines).decode(errors="replace")
+
+
+def stop_all(*workers: Worker | None) -> list[str]:
+    """Stop workers together (their warm shutdowns overlap); returns their output."""
+    running = [w for w in workers if w is not None]
+    for worker in running:
+        worker.terminate()
+    return [worker.stop() for worker in running]
 
 
 def sigkill(pid: int) -> None:
@@ -354,17 +395,16 @@ def unfinished_receipts(rt: Runtime) -> set[str]:
     for stream in rt.keys.streams():
         if not rt.redis.exists(stream):
             continue
-        groups = [g for g in rt.redis.xinfo_groups(stream) if g["name"].decode() == CONSUMER_GROUP]
-        last = _stream_id(groups[0]["last-delivered-id"]) if groups else (0, 0)
-        pending = (
-            {
-                _stream_id(p["message_id"])
-                for p in rt.redis.xpending_range(stream, CONSUMER_GROUP, min="-", max="+", count=1_000_000)
-            }
-            if groups
-            else set()
-        )
-        for entry_id, fields in rt.redis.xrange(stream):
+        groups: Any = rt.redis.xinfo_groups(stream)
+        group = next((g for g in groups if g["name"].decode() == CONSUMER_GROUP), None)
+        if group is None:
+            last, pending = (0, 0), set()
+        else:
+            last = _stream_id(group["last-delivered-id"])
+            listed: Any = rt.redis.xpending_range(stream, CONSUMER_GROUP, min="-", max="+", count=10**6)
+            pending = {_stream_id(p["message_id"]) for p in listed}
+        entries: Any = rt.redis.xrange(stream)
+        for entry_id, fields in entries:
             sid = _stream_id(entry_id)
             if sid > last or sid in pending:
                 found.add(orjson.loads(fields[b"s"])["r"])

@@ -7,14 +7,13 @@ transaction and then find the rows there, so each signature is stored and counte
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from tests.conftest import PetitionFactory
 from tests.faults.harness import (
     DB,
     Load,
+    Worker,
     assert_invariant,
     children,
     consumer_name,
@@ -23,10 +22,11 @@ from tests.faults.harness import (
     intake,
     lock_waiters,
     petition_row_locked,
+    stop_all,
     stored_receipts,
     wait_drained,
 )
-from tests.helpers import start_worker, stop_process, wait_for
+from tests.helpers import wait_for
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -45,13 +45,13 @@ def test_an_entry_claimed_by_a_second_worker_while_the_first_still_works_is_stor
     try:
         with petition_row_locked(database_url, petition.id):
             # Given a worker holding a batch, stuck inside its transaction
-            first = start_worker(s, f"d{uuid.uuid4().hex[:8]}", concurrency=1)
+            first = Worker(s, "d", concurrency=1)
             wait_for(lambda: lock_waiters(db) == 1, timeout=40)
             (one,) = children(first.pid)
             held = consumers_pending(rt)[consumer_name(one)]
             assert held > 0
             # When a second worker claims the same entries and writes them too
-            second = start_worker(s, f"d{uuid.uuid4().hex[:8]}", concurrency=1)
+            second = Worker(s, "d", concurrency=1)
             wait_for(lambda: lock_waiters(db) == 2, timeout=40)
             (two,) = children(second.pid)
             pending = consumers_pending(rt)
@@ -60,7 +60,7 @@ def test_an_entry_claimed_by_a_second_worker_while_the_first_still_works_is_stor
         # Then, once the lock goes, both finish and every signature is there once
         wait_drained(db, rt, load.receipts)
     finally:
-        logs = [stop_process(w) for w in (first, second) if w is not None]
+        logs = stop_all(first, second)
     assert_invariant(db, rt, load.receipts, logs)
     row = db.execute("SELECT signature_count, duplicate_count FROM petitions WHERE id = %s", [petition.id])
     assert row.fetchone() == (61, 0)

@@ -8,7 +8,6 @@ deliveries moved to the dead-letter stream with its error; the rest of its batch
 from __future__ import annotations
 
 import argparse
-import uuid
 
 import pytest
 
@@ -16,13 +15,14 @@ from tests.conftest import PetitionFactory
 from tests.faults.harness import (
     DB,
     Load,
+    Worker,
     assert_invariant,
     fault_settings,
     intake,
     stored_receipts,
     wait_drained,
 )
-from tests.helpers import start_worker, stop_process, wait_for
+from tests.helpers import wait_for
 from worker.deadletters import DeadLetters, cmd_deadletters
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -46,9 +46,9 @@ def test_poison_entries_are_dead_lettered_after_bounded_retries_and_their_batch_
     with intake(s) as client:
         # Given poison entries in the middle of good ones, on the same shard stream
         load.many(client, petition.id, 40)
-        poison_ids = [rt.redis.xadd(rt.keys.stream(0), {"s": p}).decode() for p in POISON]
+        poison_ids = [str(rt.redis.xadd(rt.keys.stream(0), {"s": p}), "ascii") for p in POISON]  # type: ignore[arg-type]
         load.many(client, petition.id, 40)
-    worker = start_worker(s, f"x{uuid.uuid4().hex[:8]}", concurrency=2)
+    worker = Worker(s, "x", concurrency=2)
     try:
         # When the workers drain, the good entries land without waiting for the poison
         wait_for(lambda: len(stored_receipts(db)[0]) == len(load.receipts), timeout=40)
@@ -56,7 +56,7 @@ def test_poison_entries_are_dead_lettered_after_bounded_retries_and_their_batch_
         wait_for(lambda: len(DeadLetters(rt.redis, rt.keys).oldest()) == len(POISON), timeout=40)
         wait_drained(db, rt, load.receipts)
     finally:
-        logs = [stop_process(worker)]
+        logs = [worker.stop()]
     assert_invariant(db, rt, load.receipts, logs)
     # Then each poison entry was tried exactly MAX_DELIVERIES times and kept with its error
     letters = DeadLetters(rt.redis, rt.keys).oldest()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -20,6 +19,7 @@ from tests.faults.harness import (
     Background,
     Load,
     PrivatePostgres,
+    Worker,
     assert_invariant,
     children,
     cpu_seconds,
@@ -28,7 +28,7 @@ from tests.faults.harness import (
     stored_receipts,
     wait_drained,
 )
-from tests.helpers import backlog, start_worker, stop_process, wait_for
+from tests.helpers import backlog, wait_for
 from worker.keys import CONSUMER_GROUP
 from worker.migrate import upgrade
 from worker.runtime import Runtime
@@ -80,7 +80,7 @@ def test_postgres_down_during_a_spike_the_intake_keeps_accepting_and_workers_wai
     s = fault_settings(settings)
     petition = make_petition()
     load = Load()
-    worker = start_worker(s, f"p{uuid.uuid4().hex[:8]}", concurrency=2)
+    worker = Worker(s, "p", concurrency=2)
     logs: list[str] = []
     try:
         with intake(s) as client, Background(client, petition.id, load):
@@ -112,7 +112,7 @@ def test_postgres_down_during_a_spike_the_intake_keeps_accepting_and_workers_wai
         with psycopg.connect(database_url, autocommit=True) as db:
             wait_drained(db, rt, load.receipts)
     finally:
-        logs.append(stop_process(worker))
+        logs.append(worker.stop())
     with psycopg.connect(database_url, autocommit=True) as db:
         assert_invariant(db, rt, load.receipts, logs)
     assert set(load.statuses) == {202}

@@ -8,7 +8,6 @@ same test, in alternating rounds so that noise from the machine falls on both si
 from __future__ import annotations
 
 import statistics
-import uuid
 
 import psycopg
 import pytest
@@ -17,6 +16,7 @@ from tests.conftest import PetitionFactory
 from tests.faults.harness import (
     DB,
     Load,
+    Worker,
     assert_invariant,
     fault_settings,
     intake,
@@ -25,7 +25,7 @@ from tests.faults.harness import (
     stored_receipts,
     wait_drained,
 )
-from tests.helpers import start_worker, stop_process, wait_for
+from tests.helpers import wait_for
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -38,7 +38,7 @@ def test_a_long_lock_on_the_viral_petition_does_not_slow_the_intake(
 ) -> None:
     s = fault_settings(settings)
     viral = make_petition(title="Viral")
-    worker = start_worker(s, f"l{uuid.uuid4().hex[:8]}", concurrency=2)
+    worker = Worker(s, "l", concurrency=2)
     free, locked, everything = Load(), Load(), Load()
     try:
         with intake(s) as client:
@@ -63,7 +63,7 @@ def test_a_long_lock_on_the_viral_petition_does_not_slow_the_intake(
         receipts = everything.receipts + free.receipts + locked.receipts
         wait_drained(db, rt, receipts)
     finally:
-        logs = [stop_process(worker)]
+        logs = [worker.stop()]
     assert_invariant(db, rt, receipts, logs)
     assert not any("40P01" in log for log in logs)
     figures = f"p99 {locked_p99 * 1000:.1f} ms locked, {free_p99 * 1000:.1f} ms free"

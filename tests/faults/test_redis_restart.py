@@ -11,7 +11,6 @@ stored, and so is everything accepted after it.
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 import redis
@@ -22,6 +21,7 @@ from tests.faults.harness import (
     Background,
     Load,
     PrivateRedis,
+    Worker,
     assert_invariant,
     fault_settings,
     intake,
@@ -29,7 +29,7 @@ from tests.faults.harness import (
     stored_receipts,
     wait_drained,
 )
-from tests.helpers import backlog, start_worker, stop_process, wait_for
+from tests.helpers import backlog, wait_for
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -60,7 +60,7 @@ def test_redis_killed_and_restarted_from_its_aof_keeps_every_accepted_signature(
     s = fault_settings(settings)
     petition = make_petition()
     load = Load()
-    worker = start_worker(s, f"r{uuid.uuid4().hex[:8]}", concurrency=2)
+    worker = Worker(s, "r", concurrency=2)
     try:
         with intake(s) as client, Background(client, petition.id, load):
             with petition_row_locked(database_url, petition.id):
@@ -79,7 +79,7 @@ def test_redis_killed_and_restarted_from_its_aof_keeps_every_accepted_signature(
             wait_for(lambda: len(load.receipts) >= accepted_before + 200, timeout=30)
         wait_drained(db, rt, load.receipts, timeout=50)
     finally:
-        logs = [stop_process(worker)]
+        logs = [worker.stop()]
     # Then everything answered 202, before or after the crash, is stored exactly once
     assert_invariant(db, rt, load.receipts, logs)
     # And while Redis was down the intake said 503 with Retry-After, and never 202

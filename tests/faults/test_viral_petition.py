@@ -7,21 +7,20 @@ by different workers at once is stored once and counted once.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from tests.conftest import PetitionFactory
 from tests.faults.harness import (
     DB,
     Load,
+    Worker,
     assert_invariant,
     consumers_pending,
     fault_settings,
     intake,
+    stop_all,
     wait_drained,
 )
-from tests.helpers import start_worker, stop_process
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -46,11 +45,11 @@ def test_four_workers_on_one_viral_petition_neither_deadlock_nor_lose_a_count(
             if n % 5 == 0:
                 assert load.post(client, viral.id, variant(n)) == 202
     # Two workers of two pool processes each: four drainers race over one petition's row
-    workers = [start_worker(s, f"v{uuid.uuid4().hex[:8]}", concurrency=2) for _ in range(2)]
+    workers = [Worker(s, "v", concurrency=2) for _ in range(2)]
     try:
         wait_drained(db, rt, load.receipts, timeout=50)
     finally:
-        logs = [stop_process(w) for w in workers]
+        logs = stop_all(*workers)
     assert_invariant(db, rt, load.receipts, logs)
     assert len(consumers_pending(rt)) == 4
     row = db.execute("SELECT signature_count, duplicate_count FROM petitions WHERE id = %s", [viral.id])

@@ -7,8 +7,6 @@ pass change nothing if the first one had committed.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from tests.conftest import PetitionFactory
@@ -16,6 +14,7 @@ from tests.faults.harness import (
     DB,
     Load,
     PrivateRedis,
+    Worker,
     assert_invariant,
     children,
     consumer_name,
@@ -25,10 +24,11 @@ from tests.faults.harness import (
     lock_waiters,
     petition_row_locked,
     sigkill,
+    stop_all,
     stored_receipts,
     wait_drained,
 )
-from tests.helpers import start_worker, stop_process, wait_for
+from tests.helpers import wait_for
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -59,7 +59,7 @@ def test_a_worker_killed_after_insert_before_commit_has_its_batch_claimed_and_st
     try:
         with petition_row_locked(database_url, petition.id):
             # Given a worker whose only pool process has inserted a batch and waits to count it
-            first = start_worker(s, f"k{uuid.uuid4().hex[:8]}", concurrency=1)
+            first = Worker(s, "k", concurrency=1)
             wait_for(lambda: inserted_but_uncommitted(db), timeout=40)
             (victim,) = children(first.pid)
             held = consumers_pending(rt).get(consumer_name(victim), 0)
@@ -69,11 +69,11 @@ def test_a_worker_killed_after_insert_before_commit_has_its_batch_claimed_and_st
             sigkill(victim)
             wait_for(lambda: victim not in children(first.pid), timeout=10)
         # Then another worker (and the first one's new pool process) take its entries over
-        second = start_worker(s, f"k{uuid.uuid4().hex[:8]}", concurrency=1)
+        second = Worker(s, "k", concurrency=1)
         wait_drained(db, rt, load.receipts)
         assert consumers_pending(rt).get(consumer_name(victim), 0) == 0
     finally:
-        out = [stop_process(w) for w in (first, second) if w is not None]
+        out = stop_all(first, second)
     assert_invariant(db, rt, load.receipts, out)
     assert lock_waiters(db) == 0
 
@@ -95,7 +95,7 @@ def test_a_worker_killed_after_commit_before_xack_is_not_counted_twice(
     first = second = None
     try:
         with petition_row_locked(database_url, petition.id):
-            first = start_worker(s, f"k{uuid.uuid4().hex[:8]}", concurrency=1)
+            first = Worker(s, "k", concurrency=1)
             wait_for(lambda: inserted_but_uncommitted(db), timeout=40)
             (victim,) = children(first.pid)
             held = consumers_pending(rt)[consumer_name(victim)]
@@ -110,14 +110,14 @@ def test_a_worker_killed_after_commit_before_xack_is_not_counted_twice(
         rt.redis.client_unpause()
         assert consumers_pending(rt)[consumer_name(victim)] == held, "the dead process's XACK ran"
         # Then another consumer claims the batch, finds it stored, and counts nothing twice
-        second = start_worker(s, f"k{uuid.uuid4().hex[:8]}", concurrency=1)
+        second = Worker(s, "k", concurrency=1)
         wait_drained(db, rt, load.receipts)
         assert consumers_pending(rt).get(consumer_name(victim), 0) == 0
     finally:
         try:
             rt.redis.client_unpause()
         finally:
-            out = [stop_process(w) for w in (first, second) if w is not None]
+            out = stop_all(first, second)
     assert_invariant(db, rt, load.receipts, out)
     row = db.execute("SELECT signature_count FROM petitions WHERE id = %s", [petition.id]).fetchone()
     assert row == (301,)

@@ -7,9 +7,7 @@ it has exited, what PostgreSQL holds is exactly what the streams have acknowledg
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import uuid
 
 import pytest
 
@@ -17,14 +15,16 @@ from tests.conftest import PetitionFactory
 from tests.faults.harness import (
     DB,
     Load,
+    Worker,
     assert_invariant,
     fault_settings,
     intake,
+    stop_all,
     stored_receipts,
     unfinished_receipts,
     wait_drained,
 )
-from tests.helpers import read_invariant, start_worker, stop_process, wait_for
+from tests.helpers import read_invariant, wait_for
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -42,15 +42,15 @@ def test_a_worker_stopped_with_sigterm_mid_backlog_leaves_nothing_half_done(
     with intake(s) as client:
         for petition in petitions:
             load.many(client, petition.id, 700)
-    first = start_worker(s, f"g{uuid.uuid4().hex[:8]}", concurrency=2)
+    first = Worker(s, "g", concurrency=2)
     second = None
     try:
         # Given a worker in the middle of a heavy backlog
         wait_for(lambda: len(stored_receipts(db)[0]) >= 50, timeout=40, interval=0.02)
         # When it is asked to stop
-        first.send_signal(signal.SIGTERM)
+        first.terminate()
         try:
-            first.wait(timeout=30)
+            first.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             pytest.fail("the warm shutdown did not finish in 30 s")
         # Then every batch it started is either committed and acknowledged, or untouched
@@ -60,8 +60,8 @@ def test_a_worker_stopped_with_sigterm_mid_backlog_leaves_nothing_half_done(
         assert set(signed) | set(rejected) == set(load.receipts) - unfinished
         assert read_invariant(db).counts_match
         # And the next worker finishes the rest
-        second = start_worker(s, f"g{uuid.uuid4().hex[:8]}", concurrency=2)
+        second = Worker(s, "g", concurrency=2)
         wait_drained(db, rt, load.receipts)
     finally:
-        logs = [stop_process(w) for w in (first, second) if w is not None]
+        logs = stop_all(first, second)
     assert_invariant(db, rt, load.receipts, logs)
