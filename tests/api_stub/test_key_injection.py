@@ -65,6 +65,11 @@ def all_keys(rt: Runtime) -> set[str]:
     return {k.decode() for k in rt.redis.scan_iter(count=1000)}
 
 
+def cached_scripts(rt: Runtime) -> int:
+    info: Any = rt.redis.info("memory")
+    return int(info["number_of_cached_scripts"])
+
+
 def allowed(key: str, prefix: str, petition_id: int) -> bool:
     names = rf"stream:\d+|petition:{petition_id}|petitions|idem:{petition_id}:[0-9a-f]{{32}}|drainer:.*"
     return re.fullmatch(rf"{re.escape(prefix)}(?:{names})", key) is not None
@@ -89,6 +94,8 @@ def test_hostile_fields_and_idempotency_keys_are_stored_as_data_never_as_names(
     client: TestClient, rt: Runtime, make_petition: PetitionFactory, settings: Settings
 ) -> None:
     petition = make_petition()
+    client.post(f"/petitions/{petition.id}/signatures", json={"email": "w@example.org", "name": "Warm"})
+    scripts = cached_scripts(rt)  # the append script, loaded once
     sent = []
     for n, text in enumerate(h for h in HOSTILE if h.isprintable()):
         fields = {
@@ -109,6 +116,8 @@ def test_hostile_fields_and_idempotency_keys_are_stored_as_data_never_as_names(
         assert client.post(f"/petitions/{petition.id}/signatures", json=fields).status_code == 422
     keys = all_keys(rt)
     assert keys == before
+    # Request data interpolated into Lua text would have made a new script per submission
+    assert cached_scripts(rt) == scripts
     assert all(allowed(k, settings.key_prefix, petition.id) for k in keys), sorted(keys)
     assert len([k for k in keys if ":idem:" in k]) == len(sent)
     stored = {}
@@ -117,6 +126,7 @@ def test_hostile_fields_and_idempotency_keys_are_stored_as_data_never_as_names(
         for _, entry in entries:
             body = orjson.loads(entry[b"s"])
             stored[body["r"]] = body["f"]
+    assert len(stored) == len(sent) + 1
     for receipt, fields in sent:
         assert {k: stored[receipt][k] for k in fields} == {k: v.strip() for k, v in fields.items()}
     assert rt.redis.hget(rt.keys.petition(petition.id), "status") == b"open"

@@ -116,6 +116,7 @@ def test_postgres_down_during_a_spike_the_intake_keeps_accepting_and_workers_wai
     with psycopg.connect(database_url, autocommit=True) as db:
         assert_invariant(db, rt, load.receipts, logs)
     assert set(load.statuses) == {202}
+    assert "raised unexpected" not in logs[0], "a drain task failed instead of backing off"
     # Each pool process backed off exponentially (0.25 s doubling, jittered, up to
     # DB_RETRY_MAX_SECONDS) through the whole outage rather than restarting with every slice.
     most = s.db_retry_max_seconds
