@@ -308,6 +308,10 @@ class Worker:
     def poll(self) -> int | None:
         return self.proc.poll()
 
+    def output(self) -> str:
+        """What the worker has printed so far."""
+        return b"".join(self._lines).decode(errors="replace")
+
     def terminate(self) -> None:
         """SIGTERM: Celery's warm shutdown."""
         if self.proc.poll() is None:
@@ -322,7 +326,7 @@ class Worker:
             self.proc.kill()
             self.proc.wait()
         self._reader.join(timeout=5)
-        return b"".join(self._lines).decode(errors="replace")
+        return self.output()
 
 
 def stop_all(*workers: Worker | None) -> list[str]:

@@ -88,7 +88,9 @@ def test_a_valid_address_canonicalises_the_same_however_it_is_cased_or_tagged(ad
     except EmailNotValidError:
         return  # hypothesis's addresses are RFC-valid; email-validator is stricter about some
     local, _, domain = checked.normalized.rpartition("@")
-    variants = [address.upper(), address.lower(), f"{local}+petition@{domain}"]
+    variants = [address.upper(), address.lower()]
+    if not local.startswith("+"):  # a local part that is all tag is kept whole (+only@...)
+        variants.append(f"{local}+petition@{domain}")
     for variant in variants:
         assert checker.check(variant).canonical == checked.canonical
     assert canonical_email(checked.canonical) == checked.canonical
