@@ -96,7 +96,11 @@ def translated() -> Iterator[None]:
     except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.LockNotAvailable) as exc:
         raise RetryLater(f"PostgreSQL: {exc.sqlstate}") from None
     except (pg_errors.DataError, pg_errors.IntegrityError, pg_errors.ProgrammingError) as exc:
-        raise BatchRejected(f"PostgreSQL refused the batch: {exc}") from None
+        # The primary message only: its DETAIL line quotes row values (an email address), and
+        # this text goes to the logs and the dead-letter stream.
+        raise BatchRejected(
+            f"PostgreSQL refused the batch: {exc.sqlstate} {exc.diag.message_primary}"
+        ) from None
     except psycopg.Error as exc:
         raise RetryLater(f"PostgreSQL unavailable: {type(exc).__name__}") from None
 
