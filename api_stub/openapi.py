@@ -117,7 +117,12 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "names it in `signatures` or `rejected_signatures` once a worker has processed it.",
         "parameters": [
             PETITION_ID,
-            {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}},
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {k: v for k, v in _optional(MAX_IDEMPOTENCY_KEY).items() if k != "nullable"},
+            },
         ],
         "requestBody": {
             "required": True,

@@ -15,6 +15,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from api_stub.app import create_app
 from api_stub.openapi import openapi_document
@@ -54,7 +55,11 @@ def test_the_intake_answers_generated_requests_as_its_openapi_document_says(
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def check(case: Any) -> None:
-        case.call_and_validate()
+        # Every response check runs (no 500; status, headers, body as documented) and valid
+        # requests must be accepted. Not "every schema-invalid request is refused": the intake
+        # trims white space before its length and character checks (" \x1fAnn" is the name
+        # "Ann"), which a JSON schema cannot say, so some invalid-looking requests are fine.
+        case.call_and_validate(excluded_checks=[negative_data_rejection])
 
     check()
 
