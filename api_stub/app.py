@@ -20,6 +20,7 @@ from starlette.routing import Route
 from api_stub import observe
 from api_stub.intake import IntakeError, parse_petition_id, parse_submission
 from api_stub.pages import with_pages
+from api_stub.openapi import openapi_route
 from api_stub.queue import IntakeQueue
 from api_stub.unsubscribe import unsubscribe_routes
 from worker.errors import QueueUnavailable
@@ -170,6 +171,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # Features beyond the intake add their routes from their own modules, one line each here.
     routes = with_pages(routes, intake)  # issue 9: the petition page and its signing form
     routes += unsubscribe_routes(settings.unsubscribe_secret, client, keys)
+    routes.append(openapi_route(settings))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.intake = intake
     observe.install(app, settings, keys)  # issue 7: /metrics, request metrics, structured logs

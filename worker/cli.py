@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from worker import demo, stats_cli, up
 from worker.integrity import commands as integrity_commands
 from worker.reminders import cli as reminders_cli
+from worker import deadletters
 from worker.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     stats_cli.register(sub)  # issue 7
     integrity_commands.register(sub)
+    deadletters.register(sub)
     return parser
 
 

@@ -69,22 +69,32 @@ class Drainer:
         self._next_claim = 0.0
         self._groups_ready = False
         self._unfinished: list[Entry] = []  # a batch that hit RetryLater: retried first
+        self._failures = 0  # consecutive RetryLater, across slices
+        self._retry_at = 0.0  # no attempt before this `clock()` value
 
     def run_until(self, deadline: float, keep_going: Callable[[], bool] = lambda: True) -> int:
         """Drain until `deadline` (a `clock()` value). Returns entries handled. Backs off while
-        Redis or PostgreSQL is down; never returns with a batch half done."""
-        handled, failures = 0, 0
+        Redis or PostgreSQL is down; never returns with a batch half done.
+
+        The backoff outlives the slice: failures are counted per drainer, so during a long
+        outage the pause grows to `retry_max_seconds` across slices instead of starting again
+        at a fraction of a second with every new drain task."""
+        handled = 0
         while self._clock() < deadline and keep_going():
+            wait = self._retry_at - self._clock()
+            if wait > 0:
+                self._sleep(min(wait, deadline - self._clock()))
+                continue
             try:
                 handled += self.step()
-                failures = 0
+                self._failures = 0
             except RetryLater as exc:
-                failures += 1
+                self._failures += 1
                 if self._on_retry:
                     self._on_retry(exc)
-                pause = min(self.config.retry_max_seconds, 0.25 * 2 ** min(failures, 10))
+                pause = min(self.config.retry_max_seconds, 0.25 * 2 ** min(self._failures, 10))
                 log.warning("backing off %.1fs: %s", pause, exc)
-                self._sleep(min(pause * random.uniform(0.5, 1.0), max(0.0, deadline - self._clock())))
+                self._retry_at = self._clock() + pause * random.uniform(0.5, 1.0)
         return handled
 
     def step(self) -> int:

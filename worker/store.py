@@ -31,9 +31,9 @@ STAGING = f"""
 CREATE TEMP TABLE IF NOT EXISTS sig_staging ON COMMIT DELETE ROWS AS
 SELECT {ROW_COLUMNS} FROM signatures WITH NO DATA
 """
-# In unique-key order: two workers whose batches hold the same person (variants of one address
-# land on different shards) then wait on each other in one order only, never in a cycle; in
-# arrival order they deadlocked several times a second with 2 processes (40P01, 1 s each).
+# Every insert goes in key order: two concurrent batches that share a person (or, redelivered,
+# a receipt) then wait for each other's unique-index entries in one direction only, never in a
+# cycle; unordered, they deadlocked under a viral spike (tests/faults/test_viral_petition.py).
 INSERT_SIGNATURES = f"""
 INSERT INTO signatures ({ROW_COLUMNS})
 SELECT {ROW_COLUMNS} FROM sig_staging s
@@ -48,6 +48,7 @@ INSERT_DUPLICATES = """
 INSERT INTO rejected_signatures (receipt, petition_id, reason, accepted_at)
 SELECT s.receipt, s.petition_id, 'duplicate', s.accepted_at FROM sig_staging s
 WHERE NOT EXISTS (SELECT 1 FROM signatures g WHERE g.receipt = s.receipt)
+ORDER BY s.receipt
 ON CONFLICT (receipt) DO NOTHING
 RETURNING petition_id
 """
@@ -56,6 +57,7 @@ INSERT INTO rejected_signatures (receipt, petition_id, reason, detail, accepted_
 SELECT t.* FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::timestamptz[])
     AS t(receipt, petition_id, reason, detail, accepted_at)
 WHERE NOT EXISTS (SELECT 1 FROM signatures g WHERE g.receipt = t.receipt)
+ORDER BY t.receipt
 ON CONFLICT (receipt) DO NOTHING
 RETURNING petition_id, reason
 """
@@ -95,7 +97,11 @@ def translated() -> Iterator[None]:
     except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.LockNotAvailable) as exc:
         raise RetryLater(f"PostgreSQL: {exc.sqlstate}") from None
     except (pg_errors.DataError, pg_errors.IntegrityError) as exc:
-        raise BatchRejected(f"PostgreSQL refused the batch: {exc}") from None
+        # The primary message only: its DETAIL line quotes row values (an email address), and
+        # this text goes to the logs and the dead-letter stream.
+        raise BatchRejected(
+            f"PostgreSQL refused the batch: {exc.sqlstate} {exc.diag.message_primary}"
+        ) from None
     except psycopg.Error as exc:
         raise RetryLater(f"PostgreSQL unavailable: {type(exc).__name__}") from None
 

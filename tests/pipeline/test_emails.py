@@ -62,3 +62,35 @@ def test_canonicalisation_is_idempotent_and_case_insensitive(user: str, host: st
     once = canonical_email(address)
     assert canonical_email(once) == once
     assert canonical_email(address.upper()) == canonical_email(address.lower())
+
+
+def ascii_swapcase(text: str) -> str:
+    return "".join(ch.swapcase() if ch.isascii() else ch for ch in text)
+
+
+@given(st.text())
+def test_canonicalisation_of_any_text_is_idempotent_and_never_raises(text: str) -> None:
+    once = canonical_email(text)
+    assert canonical_email(once) == once
+
+
+@given(st.text(), st.text())
+def test_canonicalisation_ignores_ascii_case_anywhere(user: str, host: str) -> None:
+    address = f"{user}@{host}"
+    assert canonical_email(ascii_swapcase(address)) == canonical_email(address)
+
+
+@given(st.emails())
+def test_a_valid_address_canonicalises_the_same_however_it_is_cased_or_tagged(address: str) -> None:
+    checker = EmailChecker()
+    try:
+        checked = checker.check(address)
+    except EmailNotValidError:
+        return  # hypothesis's addresses are RFC-valid; email-validator is stricter about some
+    local, _, domain = checked.normalized.rpartition("@")
+    variants = [address.upper(), address.lower()]
+    if not local.startswith("+"):  # a local part that is all tag is kept whole (+only@...)
+        variants.append(f"{local}+petition@{domain}")
+    for variant in variants:
+        assert checker.check(variant).canonical == checked.canonical
+    assert canonical_email(checked.canonical) == checked.canonical

@@ -50,7 +50,8 @@ def test_a_started_worker_drains_by_itself_and_persists_an_idle_signature_quickl
         time.sleep(2.5)
         client.post(f"/petitions/{petition.id}/signatures", json={"email": "late@example.org", "name": "L"})
         wait_for(lambda: persisted(db) == 202, timeout=10, interval=0.01)
-        assert client.get(f"/petitions/{petition.id}").json()["signature_count"] == 202
+        # the live count is published after the commit and the XACK: it follows, a moment later
+        wait_for(lambda: client.get(f"/petitions/{petition.id}").json()["signature_count"] == 202, timeout=10)
     finally:
         output = stop_process(worker)
     assert read_invariant(db).counts_match
