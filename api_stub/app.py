@@ -19,8 +19,8 @@ from starlette.routing import Route
 
 from api_stub import observe
 from api_stub.intake import IntakeError, parse_petition_id, parse_submission
-from api_stub.pages import with_pages
 from api_stub.openapi import openapi_route
+from api_stub.pages import with_pages
 from api_stub.queue import IntakeQueue
 from api_stub.unsubscribe import unsubscribe_routes
 from worker.errors import QueueUnavailable

@@ -7,10 +7,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from worker import demo, stats_cli, up
+from worker import deadletters, demo, stats_cli, up
 from worker.integrity import commands as integrity_commands
 from worker.reminders import cli as reminders_cli
-from worker import deadletters
 from worker.settings import Settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
