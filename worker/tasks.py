@@ -61,5 +61,5 @@ def _send_successor(hostname: str, slot: int, leases: DrainerLeases) -> None:
         try:
             send_drain(hostname, slot, leases)
             return
-        except Exception:
+        except Exception:  # broker errors come in many types; all of them mean "try again"
             time.sleep(min(5.0, 0.2 * 2**attempt))

@@ -55,7 +55,7 @@ def install(app: Celery, settings: Settings) -> None:
                     count = sync_registry(rt.engine, rt.registry)
                     self.registry_synced = True
                     log.info("registry synced: %d petitions", count)
-            except Exception as exc:
+            except Exception as exc:  # PostgreSQL down at start: try again next tick
                 log.warning("registry sync failed, retrying in %.0fs: %s", CHECK_SECONDS, type(exc).__name__)
             leases = DrainerLeases(rt.redis, rt.keys, hostname, lease_ttl_ms())
             try:
@@ -63,7 +63,7 @@ def install(app: Celery, settings: Settings) -> None:
                     send_drain(hostname, slot, leases)
                     if not force:
                         log.warning("re-kicked drainer slot %d (its lease had expired)", slot)
-            except Exception as exc:
+            except Exception as exc:  # broker or Redis down: next tick
                 log.warning("cannot kick drainers yet: %s", exc)
 
     app.steps["consumer"].add(DrainWatchdog)
