@@ -160,5 +160,5 @@ def install(app: Starlette, settings: Settings, keys: Keys) -> None:
         body = await asyncio.to_thread(generate_latest, registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
-    app.add_route("/metrics", serve_metrics, methods=["GET"])
+    app.add_route("/metrics", serve_metrics, methods=["GET"], include_in_schema=False)
     app.add_middleware(MetricsMiddleware, tallies=tallies)

@@ -315,6 +315,6 @@ def with_pages(routes: list[Route], intake: Intake) -> list[Route]:
         wrapped.append(route)
     return [
         *wrapped,
-        Route("/petitions/{petition_id}/thanks", pages.thanks, methods=["GET"]),
-        Route("/static/{name}", serving_assets(load_assets()), methods=["GET"]),
+        Route("/petitions/{petition_id}/thanks", pages.thanks, methods=["GET"], include_in_schema=False),
+        Route("/static/{name}", serving_assets(load_assets()), methods=["GET"], include_in_schema=False),
     ]

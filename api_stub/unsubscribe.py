@@ -61,4 +61,4 @@ class Unsubscribes:
 
 def unsubscribe_routes(secret: str, client: aioredis.Redis, keys: Keys) -> list[Route]:
     handler = Unsubscribes(secret, client, keys).handle
-    return [Route("/unsubscribe/{token}", handler, methods=["GET", "POST"])]
+    return [Route("/unsubscribe/{token}", handler, methods=["GET", "POST"], include_in_schema=False)]
