@@ -25,6 +25,7 @@ from api_stub.queue import IntakeQueue
 from api_stub.unsubscribe import unsubscribe_routes
 from worker.errors import QueueUnavailable
 from worker.keys import Keys
+from worker.pipeline.fields import SignatureFields
 from worker.pipeline.iphash import hash_ip
 from worker.pipeline.wording import call_to_action
 from worker.settings import Settings
@@ -81,20 +82,32 @@ class Intake:
         fields = parse_submission(
             request.headers.get("content-type"), body, request.headers.get("idempotency-key")
         )
-        receipt = uuid.uuid4().hex
+        receipt = await self.enqueue(request, petition_id, fields)
+        return json_response({"receipt": receipt, "status": "queued"}, 202)
+
+    async def enqueue(
+        self, request: Request, petition_id: int, fields: SignatureFields, *, honeypot: bool = False
+    ) -> str:
+        """Append checked fields to the stream and return the receipt (a prior one for a repeated
+        idempotency key). Raises `IntakeError` (404, 409, 503 backlog full) or `QueueUnavailable`;
+        the JSON intake and the browser form share it."""
         appended = await self.queue.append(
-            petition_id, fields, receipt, time.time_ns() // 1_000_000, self.ip_hash(request)
+            petition_id,
+            fields,
+            uuid.uuid4().hex,
+            time.time_ns() // 1_000_000,
+            self.ip_hash(request),
+            honeypot=honeypot,
         )
-        if appended.status == "ok":
-            return json_response({"receipt": appended.receipt, "status": "queued"}, 202)
+        if appended.status == "ok" and appended.receipt:
+            return appended.receipt
         if appended.status == "closed":
             raise IntakeError(409, "petition_closed", "this petition no longer takes signatures")
         if appended.status == "full":
-            return json_response(
-                {"error": "backlog_full", "detail": "too many signatures waiting; try again shortly"},
-                503,
-                {"Retry-After": RETRY_AFTER_FULL},
-            )
+            raise IntakeError(
+                503, "backlog_full", "too many signatures waiting; try again shortly",
+                retry_after=RETRY_AFTER_FULL,
+            )  # fmt: skip
         raise IntakeError(404, "petition_not_found", "no open petition with this id")
 
     async def petition(self, request: Request) -> Response:
@@ -132,7 +145,8 @@ def answering_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except IntakeError as exc:
-            return json_response(exc.body(), exc.status)
+            headers = {"Retry-After": exc.retry_after} if exc.retry_after else None
+            return json_response(exc.body(), exc.status, headers)
         except QueueUnavailable:
             return json_response(
                 {"error": "unavailable", "detail": "the queue is unreachable; try again shortly"},

@@ -26,6 +26,7 @@ class IntakeError(Exception):
     error: str
     detail: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    retry_after: str | None = None  # seconds, for a 503 the client should retry
 
     def body(self) -> dict[str, object]:
         body: dict[str, object] = {"error": self.error}

@@ -11,7 +11,6 @@ script posts in the background and gets JSON.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -179,21 +178,7 @@ class PetitionPages:
         self._check_csrf(request, data.get(csrf.FIELD))
         fields = self._fields(data, request.headers.get("idempotency-key"))
         honeypot = bool(str(data.get(HONEYPOT) or "").strip())
-        appended = await self.intake.queue.append(
-            petition_id,
-            fields,
-            uuid.uuid4().hex,
-            time.time_ns() // 1_000_000,
-            self.intake.ip_hash(request),
-            honeypot=honeypot,
-        )
-        if appended.status == "ok" and appended.receipt:
-            return appended.receipt
-        if appended.status == "closed":
-            raise IntakeError(409, "petition_closed", "this petition no longer takes signatures")
-        if appended.status == "full":
-            raise IntakeError(503, "backlog_full", "too many signatures waiting; try again shortly")
-        raise IntakeError(404, "petition_not_found", "no open petition with this id")
+        return await self.intake.enqueue(request, petition_id, fields, honeypot=honeypot)
 
     def _check_csrf(self, request: Request, token: object) -> None:
         origin_ok = csrf.same_origin(
