@@ -107,6 +107,7 @@ def settings(redis_url: str, database_url: str, key_prefix: str) -> Settings:
         claim_idle_ms=200,
         claim_interval_ms=100,
         max_deliveries=3,
+        db_retry_max_seconds=2.0,  # a transient error under load must not park a drainer for 30 s
         ip_hash_secret="test-secret",
         unsubscribe_secret="test-unsubscribe-secret",
         abuse_checks=False,  # on in production; tests of the abuse limits switch it on

@@ -103,9 +103,9 @@ def test_two_workers_both_drain_and_a_warm_shutdown_of_one_loses_nothing(
             sent += 1
         try:
             wait_for(lambda: stored(db) == sent + 1 and backlog(rt) == (0, 0), timeout=60)
-        except AssertionError:  # say where it stuck
-            print(f"stored {stored(db)} of {sent + 1}; backlog {backlog(rt)}; survivor {workers[1].poll()}")
-            raise
+        except AssertionError:  # say where it stuck, with the survivor's own account
+            where = f"stored {stored(db)} of {sent + 1}; backlog {backlog(rt)}; survivor {workers[1].poll()}"
+            raise AssertionError(f"{where}\n{stop_process(workers[1])[-6000:]}") from None
         totals = gather(rt.redis, rt.keys, time.time())
         assert totals.accepted == sent and totals.persisted == sent
         # The surviving host's endpoint sums its two prefork children; it took over the rest.
