@@ -21,12 +21,10 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from worker.errors import BatchRejected, RetryLater
-from worker.pipeline.plan import BatchPlan, PetitionState, Reject, check_petitions
+from worker.pipeline.plan import BatchPlan, PetitionState, Reject, Row, check_petitions
 
-ROW_COLUMNS = (
-    "receipt, petition_id, email, canonical_email, name, postcode, country, opt_in, ip_hash, "
-    "accepted_at, state"
-)
+# The columns in `Row`'s field order, so COPY takes a `Row` as it is.
+ROW_COLUMNS = ", ".join(Row._fields)
 STAGING = f"""
 CREATE TEMP TABLE IF NOT EXISTS sig_staging ON COMMIT DELETE ROWS AS
 SELECT {ROW_COLUMNS} FROM signatures WITH NO DATA
@@ -137,22 +135,8 @@ class SignatureStore:
         rows, petition_rejects = check_petitions(plan.rows, states)
         if rows:
             with conn.cursor().copy(f"COPY sig_staging ({ROW_COLUMNS}) FROM STDIN") as copy:
-                for r in rows:
-                    copy.write_row(
-                        (
-                            r.receipt,
-                            r.petition_id,
-                            r.email,
-                            r.canonical_email,
-                            r.name,
-                            r.postcode,
-                            r.country,
-                            r.opt_in,
-                            r.ip_hash,
-                            r.accepted_at,
-                            r.state,
-                        )
-                    )
+                for row in rows:
+                    copy.write_row(row)
             for petition_id, state in conn.execute(INSERT_SIGNATURES).fetchall():
                 if state == "validated":
                     outcome.persisted[int(petition_id)] += 1  # type: ignore[call-overload]
