@@ -63,8 +63,6 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         "--workers",
         str(args.workers or settings.api_workers),
         "--no-ws",
-        "--loop",
-        "uvloop",  # 6-14 % more requests/s than asyncio's loop (BENCHMARKS.md, profile round 2)
         "--log-level",
         "warning",
         "api_stub.app:create_app",
