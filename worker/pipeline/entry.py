@@ -8,8 +8,9 @@ older intake decode unchanged: `hp: 1` marks a form post whose honeypot field wa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -18,9 +19,9 @@ from worker.pipeline.fields import SignatureFields
 FIELD = b"s"
 
 
-class Entry(NamedTuple):
-    """One stream entry as read from Redis, with how often it has been delivered. Named tuples
-    here and for the other per-signature records: built ~4x faster than frozen dataclasses."""
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stream entry as read from Redis, with how often it has been delivered."""
 
     shard: int
     entry_id: str
@@ -28,7 +29,8 @@ class Entry(NamedTuple):
     deliveries: int = 1
 
 
-class Submission(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Submission:
     """A decoded entry: who signed what, when it was accepted, and its receipt."""
 
     entry: Entry

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
+from dataclasses import dataclass
 
 MAX_EMAIL = 254
 MAX_NAME = 200
@@ -19,7 +19,8 @@ FORM_TRUE = frozenset({"on", "true", "1", "yes"})
 FORM_FALSE = frozenset({"", "off", "false", "0", "no"})
 
 
-class SignatureFields(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class SignatureFields:
     email: str
     name: str
     postcode: str | None = None
