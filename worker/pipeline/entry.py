@@ -8,9 +8,8 @@ older intake decode unchanged: `hp: 1` marks a form post whose honeypot field wa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -19,9 +18,9 @@ from worker.pipeline.fields import SignatureFields
 FIELD = b"s"
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One stream entry as read from Redis, with how often it has been delivered."""
+class Entry(NamedTuple):
+    """One stream entry as read from Redis, with how often it has been delivered. Named tuples
+    here and for the other per-signature records: built ~4x faster than frozen dataclasses."""
 
     shard: int
     entry_id: str
@@ -29,8 +28,7 @@ class Entry:
     deliveries: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
+class Submission(NamedTuple):
     """A decoded entry: who signed what, when it was accepted, and its receipt."""
 
     entry: Entry

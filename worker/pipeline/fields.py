@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_EMAIL = 254
 MAX_NAME = 200
@@ -19,8 +19,7 @@ FORM_TRUE = frozenset({"on", "true", "1", "yes"})
 FORM_FALSE = frozenset({"", "off", "false", "0", "no"})
 
 
-@dataclass(frozen=True, slots=True)
-class SignatureFields:
+class SignatureFields(NamedTuple):
     email: str
     name: str
     postcode: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from email_validator import EmailNotValidError
 
@@ -19,9 +20,9 @@ from worker.pipeline.fields import InvalidFields, parse_fields
 MAX_PETITION_ID = 2**63 - 1
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A signature to insert."""
+class Row(NamedTuple):
+    """A signature to insert. A named tuple in the store's column order (`store.ROW_COLUMNS`):
+    built several times faster than a frozen dataclass, and handed to COPY as it is."""
 
     receipt: str
     petition_id: int
