@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -12,6 +13,8 @@ from worker.celery import app, settings
 from worker.errors import QueueUnavailable
 from worker.leases import DrainerLeases
 from worker.runtime import runtime
+
+log = logging.getLogger("sigingest.drain")
 
 
 def lease_ttl_ms() -> int:
@@ -56,10 +59,13 @@ def drain(self: Any, slot: int) -> int:
 
 
 def _send_successor(hostname: str, slot: int, leases: DrainerLeases) -> None:
-    """Chain the next slice; while Redis is down keep trying (the watchdog would re-kick anyway)."""
-    for attempt in range(60):
+    """Chain the next slice. While the broker is down, try for about 10 s, then leave the slot
+    to the watchdog, which re-kicks it once the lease expires: the pool process is freed, and a
+    warm shutdown is never held up here."""
+    for attempt in range(6):
         try:
             send_drain(hostname, slot, leases)
             return
-        except Exception:  # broker errors come in many types; all of them mean "try again"
+        except Exception as exc:  # broker errors come in many types; all of them mean "try again"
+            log.warning("cannot queue the next drain slice for slot %d yet: %s", slot, type(exc).__name__)
             time.sleep(min(5.0, 0.2 * 2**attempt))
