@@ -12,21 +12,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from worker.errors import QueueUnavailable
 from worker.keys import Keys
 from worker.pipeline.entry import encode
 from worker.pipeline.fields import SignatureFields
 from worker.registry import PetitionCard, card_from_hash
-from worker.streams import lua
+from worker.streams import lua, translated
 
 Call = tuple[list[Any], list[Any], "asyncio.Future[Any]"]
 
@@ -37,20 +34,6 @@ class Appended:
 
     status: str
     receipt: str | None = None
-
-
-@contextmanager
-def translated(on_unavailable: Callable[[], None] = lambda: None) -> Iterator[None]:
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as exc:
-        on_unavailable()
-        raise QueueUnavailable(type(exc).__name__) from None
-    except redis.ResponseError as exc:
-        if "OOM" in str(exc) or "MISCONF" in str(exc) or "LOADING" in str(exc):
-            on_unavailable()
-            raise QueueUnavailable(str(exc)[:80]) from None
-        raise
 
 
 class SharedRoundTrips:

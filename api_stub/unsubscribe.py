@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from api_stub.queue import translated
 from worker.errors import QueueUnavailable
 from worker.keys import Keys
 from worker.reminders.tokens import read_token
+from worker.streams import translated
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">

@@ -7,7 +7,7 @@ Every redis-py error is translated to `QueueUnavailable` here, so the drain loop
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from itertools import groupby
@@ -26,11 +26,23 @@ def lua(name: str) -> str:
 
 
 @contextmanager
-def translated() -> Iterator[None]:
+def translated(on_unavailable: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Redis unreachable, loading, or refusing writes (out of memory under `noeviction`, a failed
+    save) becomes `QueueUnavailable`: retry later. `on_unavailable` counts it (intake metrics)."""
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
-        raise QueueUnavailable(str(exc)) from None
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as exc:
+        on_unavailable()
+        raise QueueUnavailable(str(exc) or type(exc).__name__) from None
+    except (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError) as exc:
+        # redis-py strips the "OOM"/"READONLY" prefix and raises these classes instead.
+        on_unavailable()
+        raise QueueUnavailable(f"{type(exc).__name__}: {str(exc)[:80]}") from None
+    except redis.ResponseError as exc:
+        if str(exc).startswith(("OOM", "MISCONF", "LOADING")):
+            on_unavailable()
+            raise QueueUnavailable(str(exc)[:80]) from None
+        raise
 
 
 class SignatureStreams:
