@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,8 +83,6 @@ def read_invariant(db: psycopg.Connection[tuple[object, ...]]) -> Invariant:
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a child process needs to run with `settings`."""
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     for name, value in settings.model_dump().items():
         env[name.upper()] = str(value)
@@ -88,34 +90,37 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_worker(
-    settings: Settings, name: str, concurrency: int = 2, queues: str = "ingest", **extra_env: str
-) -> subprocess.Popen[bytes]:
-    """A real Celery worker process (`celery -A worker worker`) for `settings`."""
-    import sys
+class Child(subprocess.Popen[bytes]):
+    """A child process whose stdout and stderr go to a temporary file, never to a pipe: a pipe
+    that nobody reads fills at 64 KiB and then blocks every process writing to it (a Celery
+    worker logging one line per batch stopped consuming altogether, main process and pool)."""
 
-    return subprocess.Popen(
+    def __init__(self, args: list[str], **kwargs: Any) -> None:
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the Child)
+        super().__init__(args, stdout=self._log, stderr=subprocess.STDOUT, **kwargs)
+
+    def output(self) -> str:
+        """Everything printed so far (pread: the child's shared file offset is left alone)."""
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
+
+def start_worker(
+    settings: Settings,
+    name: str,
+    concurrency: int = 2,
+    queues: str = "ingest",
+    loglevel: str = "INFO",
+    **extra_env: str,
+) -> Child:
+    """A real Celery worker process (`celery -A worker worker`) for `settings`."""
+    return Child(
         [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
+            *(sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", queues),
+            *("-c", str(concurrency), "-n", f"{name}@%h", "--without-mingle", "--without-gossip"),
+            *("--loglevel", loglevel),
         ],
         env=settings_env(settings, **extra_env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -130,9 +135,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: flo
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
-    """SIGTERM (Celery's warm shutdown), wait, and return what it printed."""
-    import signal
-
+    """SIGTERM (Celery's warm shutdown), wait (then SIGKILL), and return what it printed."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -140,5 +143,7 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    if isinstance(proc, Child):
+        return proc.output()
     out = proc.stdout.read() if proc.stdout else b""
     return out.decode(errors="replace")

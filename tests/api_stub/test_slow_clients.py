@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import select
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from tests.faults.harness import free_port
-from tests.helpers import settings_env, stop_process, wait_for
+from tests.helpers import Child, settings_env, stop_process, wait_for
 from worker.registry import PetitionCard
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -41,15 +40,13 @@ def server(redis_url: str) -> Iterator[tuple[int, int]]:
     )
     rt = Runtime(s)
     rt.registry.publish([PetitionCard(1, "Slow clients", "Clara LONG", "open", 1)])
-    proc = subprocess.Popen(
+    proc = Child(
         [
             *(sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--no-ws"),
             *("--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", "warning"),
             "api_stub.app:create_app",
         ],
         env=settings_env(s),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
     )
 
     def up() -> bool:

@@ -25,7 +25,7 @@ import psycopg
 import redis
 from starlette.testclient import TestClient
 
-from tests.helpers import backlog, read_invariant, start_worker, wait_for
+from tests.helpers import backlog, read_invariant, start_worker, stop_process, wait_for
 from worker.keys import CONSUMER_GROUP
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -290,27 +290,18 @@ def petition_row_locked(database_url: str, petition_id: int) -> Iterator[DB]:
 
 
 class Worker:
-    """A real `celery -A worker worker` process (tests.helpers.start_worker) whose output is read
-    as it comes, so a chatty worker never blocks on a full pipe."""
+    """A real `celery -A worker worker` process (tests.helpers.start_worker)."""
 
     def __init__(self, settings: Settings, name: str, concurrency: int = 2) -> None:
         self.proc = start_worker(settings, f"{name}{uuid.uuid4().hex[:8]}", concurrency=concurrency)
         self.pid = self.proc.pid
-        self._lines: list[bytes] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.append(line)
 
     def poll(self) -> int | None:
         return self.proc.poll()
 
     def output(self) -> str:
         """What the worker has printed so far."""
-        return b"".join(self._lines).decode(errors="replace")
+        return self.proc.output()
 
     def terminate(self) -> None:
         """SIGTERM: Celery's warm shutdown."""
@@ -319,14 +310,7 @@ class Worker:
 
     def stop(self, timeout: float = 30.0) -> str:
         """Warm shutdown (killed after `timeout`); returns everything the worker printed."""
-        self.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._reader.join(timeout=5)
-        return self.output()
+        return stop_process(self.proc, timeout)
 
 
 def stop_all(*workers: Worker | None) -> list[str]:

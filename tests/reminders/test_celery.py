@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.conftest import PetitionFactory
-from tests.helpers import settings_env, start_worker, stop_process, wait_for
+from tests.helpers import Child, settings_env, start_worker, stop_process, wait_for
 from tests.reminders.conftest import Recorder, Signer, free_port, statuses
 from worker.keys import REMINDERS_QUEUE
 from worker.reminders.run import RunReport
@@ -76,12 +76,10 @@ def test_beat_and_a_reminders_worker_send_each_reminder_once_over_smtp(
     # Beat every second: many runs overlap or follow each other while the worker sends
     settings = rsettings.model_copy(update={"celery_broker_url": broker, "reminder_every": 1.0})
     worker = start_worker(settings, f"r{uuid.uuid4().hex[:8]}", concurrency=2, queues="reminders")
-    beat = subprocess.Popen(
+    beat = Child(
         [sys.executable, "-m", "celery", "-A", "worker", "beat", "--schedule", str(tmp_path / "beat"),
          "--loglevel", "INFO"],
         env=settings_env(settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ import orjson
 import psycopg
 import pytest
 
-from tests.helpers import settings_env, start_worker, stop_process, wait_for
+from tests.helpers import Child, settings_env, start_worker, stop_process, wait_for
 from worker.cli import build_parser
 from worker.demo_data import SEED_STARTER, SEED_TITLE, Kind, SpikeShape, plan_spike
 from worker.embedded import free_port
@@ -25,11 +24,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def intake(settings: Settings) -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen(
+    process = Child(
         [sys.executable, "-m", "worker.cli", "api", "--port", str(port)],
         env=settings_env(settings),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"

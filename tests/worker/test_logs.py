@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import logging
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from starlette.testclient import TestClient
 
 from api_stub.app import create_app
 from tests.conftest import PetitionFactory
-from tests.helpers import settings_env, stop_process, wait_for
+from tests.helpers import Child, settings_env, stop_process, wait_for
 from worker.logs import configure_logging
 from worker.settings import Settings
 
@@ -81,7 +80,7 @@ def test_no_email_name_or_ip_reaches_the_logs_at_debug_level(
             client.post(f"/petitions/{petition.id}/signatures", json={"email": email})
             client.post("/petitions/999999/signatures", json={"email": email, "name": name})
 
-    worker = subprocess.Popen(
+    worker = Child(
         [
             sys.executable,
             "-m",
@@ -101,8 +100,6 @@ def test_no_email_name_or_ip_reaches_the_logs_at_debug_level(
             "DEBUG",
         ],
         env=settings_env(debug, WORKER_METRICS_PORT="0"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:

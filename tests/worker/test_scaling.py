@@ -62,13 +62,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, open in issue 7: in about one run in three, after the first worker's warm "
-    "shutdown the surviving worker's Celery consumer stops taking messages from its own direct "
-    "queue (its drain successors sit there: LLEN <name>.dq2 = 2, pool processes idle, no PostgreSQL "
-    "session waiting), so entries stay queued (nothing is lost: they are drained after a restart)",
-)
 def test_two_workers_both_drain_and_a_warm_shutdown_of_one_loses_nothing(
     settings: Settings,
     client: TestClient,
