@@ -1,8 +1,7 @@
 """The intake's `/metrics` and request accounting: a small pure-ASGI middleware.
 
-Per request it reads a clock twice and adds to a few plain ints of a per-(route, status) tally;
-the tallies become Prometheus series only when `/metrics` is scraped, which is cheaper than
-bumping prometheus-client counters and a histogram per request (scripts/bench_intake_metrics.py).
+Per request it reads a clock twice and adds to a few plain ints of a per-(route, status) tally
+(api_stub/tallies.py), which become Prometheus series only when `/metrics` is scraped.
 Routes are labelled by their template (`/petitions/{petition_id}/signatures`), never by the raw
 path. Request lines are logged only at DEBUG, and carry route, status, bytes and time: no
 address, no body.
@@ -13,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
 from time import perf_counter
 
@@ -26,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api_stub.tallies import RouteTally, Tallies, summed
+from api_stub.tally_files import TallyFiles
 from worker import metrics as m
 from worker.keys import Keys
 from worker.logs import configure_logging
@@ -37,28 +38,17 @@ log = logging.getLogger("sigingest.intake")
 UNMATCHED = "unmatched"  # requests no route matched (404s for unknown paths)
 
 
-class RouteTally:
-    """Running figures of one (route, status): plain ints bumped on the event loop, read by the
-    collector at scrape time. No locks: one event loop writes, and a scrape that reads a
-    half-updated tally is off by one request for one scrape."""
-
-    __slots__ = ("buckets", "bytes_in", "bytes_out", "requests", "seconds")
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.seconds = 0.0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # last one: +Inf
-
-
 class RequestCollector(Collector):
-    """Exports the tallies as the intake's request metrics (names in worker/metrics.py)."""
+    """Exports the tallies of every intake process behind this port as the intake's request
+    metrics and Redis errors (names in worker/metrics.py)."""
 
-    def __init__(self, tallies: dict[tuple[str, int], RouteTally]) -> None:
-        self._tallies = tallies
+    def __init__(self, sources: Callable[[], list[Tallies]]) -> None:
+        self._sources = sources
 
     def collect(self) -> Iterator[Metric]:
+        total = summed(self._sources())
+        redis_errors = CounterMetricFamily(m.INTAKE_REDIS_ERRORS, "failed Redis calls")
+        redis_errors.add_metric([], total.redis_errors)
         requests = CounterMetricFamily(
             m.INTAKE_REQUESTS, "HTTP requests answered", labels=["route", "status"]
         )
@@ -66,7 +56,7 @@ class RequestCollector(Collector):
         out_bytes = CounterMetricFamily(m.INTAKE_RESPONSE_BYTES, "response body bytes", labels=["route"])
         duration = HistogramMetricFamily(m.INTAKE_REQUEST_DURATION, "request latency", labels=["route"])
         by_route: dict[str, list[RouteTally]] = {}
-        for (route, status), tally in sorted(self._tallies.items()):
+        for (route, status), tally in sorted(total.routes.items()):
             requests.add_metric([route, str(status)], tally.requests)
             by_route.setdefault(route, []).append(tally)
         for route, tallies in by_route.items():
@@ -78,13 +68,13 @@ class RequestCollector(Collector):
             duration.add_metric(
                 [route], list(zip(bounds, cumulative, strict=True)), sum(t.seconds for t in tallies)
             )
-        yield from (requests, duration, in_bytes, out_bytes)
+        yield from (requests, duration, in_bytes, out_bytes, redis_errors)
 
 
 class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, tallies: dict[tuple[str, int], RouteTally]) -> None:
+    def __init__(self, app: ASGIApp, tallies: Tallies) -> None:
         self.app = app
-        self.tallies = tallies
+        self.tallies = tallies.routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,9 +127,8 @@ class MetricsMiddleware:
 
 
 def scrape_registry(settings: Settings, metrics: IntakeMetrics, keys: Keys) -> CollectorRegistry:
-    """What `/metrics` serves: this intake process's metrics plus the queue figures read from
-    Redis at scrape time. With `API_WORKERS` > 1 each scrape sees one process: run one intake
-    process per port (or container) and let Prometheus scrape each."""
+    """What `/metrics` serves: the intake's metrics plus the queue figures read from Redis at
+    scrape time."""
     registry = metrics.registry
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
     registry.register(QueueCollector(client, keys))
@@ -147,13 +136,20 @@ def scrape_registry(settings: Settings, metrics: IntakeMetrics, keys: Keys) -> C
 
 
 def install(app: Starlette, settings: Settings, keys: Keys) -> None:
-    """Add `/metrics`, the request middleware and structured logging to the intake app."""
+    """Add `/metrics`, the request middleware and structured logging to the intake app. With
+    `INTAKE_METRICS_DIR` set (`sigingest api --workers N` sets it), every scrape sums all the
+    intake processes behind the port (api_stub/tally_files.py)."""
     configure_logging(settings.log_level)
     metrics = IntakeMetrics()
-    tallies: dict[tuple[str, int], RouteTally] = {}
-    metrics.registry.register(RequestCollector(tallies))
+    tallies = Tallies()
+    sources: Callable[[], list[Tallies]] = lambda: [tallies]  # noqa: E731
+    if settings.intake_metrics_dir:
+        files = TallyFiles(settings.intake_metrics_dir, tallies)
+        files.start()
+        sources = files.everyone
+    metrics.registry.register(RequestCollector(sources))
     registry = scrape_registry(settings, metrics, keys)
-    app.state.intake.queue.on_unavailable = metrics.redis_errors.inc
+    app.state.intake.queue.on_unavailable = tallies.count_redis_error
     app.state.metrics = metrics
 
     async def serve_metrics(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 
 from worker import deadletters, demo, stats_cli, up
@@ -49,6 +50,11 @@ def cmd_petition(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    workers = args.workers or settings.api_workers
+    if workers > 1 and not settings.intake_metrics_dir:
+        # Granian's processes share the port: each scrape lands on one of them, so they pool
+        # their request figures here (api_stub/tally_files.py). Fresh per run.
+        os.environ["INTAKE_METRICS_DIR"] = tempfile.mkdtemp(prefix="sigingest-intake-metrics-")
     argv = [
         sys.executable,
         "-m",
@@ -61,7 +67,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         "--port",
         str(args.port or settings.port),
         "--workers",
-        str(args.workers or settings.api_workers),
+        str(workers),
         "--no-ws",
         "--log-level",
         "warning",

@@ -116,14 +116,12 @@ def _counter_name(name: str) -> str:
 class IntakeMetrics:
     """The intake's metrics, in their own registry (served at the intake's `/metrics`).
 
-    The request series (INTAKE_REQUESTS, INTAKE_REQUEST_DURATION, INTAKE_*_BYTES) are kept as
-    plain tallies on the hot path and exported by `api_stub.observe.RequestCollector`."""
+    The request series (INTAKE_REQUESTS, INTAKE_REQUEST_DURATION, INTAKE_*_BYTES) and
+    INTAKE_REDIS_ERRORS are kept as plain tallies on the hot path (api_stub/tallies.py) and
+    exported by `api_stub.observe.RequestCollector`, summed over the intake's processes."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self.redis_errors = Counter(
-            _counter_name(INTAKE_REDIS_ERRORS), "failed Redis calls", registry=self.registry
-        )
 
 
 class WorkerMetrics:

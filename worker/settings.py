@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     worker_metrics_dir: str = ""
     worker_metrics_port: int = Field(9808, ge=0, le=65535)  # a worker host's /metrics; 0 = off
     worker_metrics_host: str = "0.0.0.0"
+    # Where the intake processes behind one port share their request figures, so any one of them
+    # answers a scrape for all. `sigingest api --workers N` (N > 1) makes a fresh one when empty.
+    intake_metrics_dir: str = ""
     # issue 8: trustworthy counts (abuse limits, suspicious-share report)
     abuse_checks: bool = True  # rate limits and allow/block lists in the worker
     rate_burst_limit: int = Field(1, ge=0)  # signatures per hashed IP per petition per burst window

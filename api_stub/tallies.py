@@ -1,0 +1,52 @@
+"""The intake's request figures as plain numbers, bumped on the event loop and turned into
+Prometheus series only when `/metrics` is scraped (cheaper than prometheus-client objects per
+request: scripts/bench_intake_metrics.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from worker.metrics import LATENCY_BUCKETS
+
+
+class RouteTally:
+    """Running figures of one (route, status). No locks: one event loop writes, and a scrape that
+    reads a half-updated tally is off by one request for one scrape."""
+
+    __slots__ = ("buckets", "bytes_in", "bytes_out", "requests", "seconds")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.seconds = 0.0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # last one: +Inf
+
+    def add(self, other: RouteTally) -> None:
+        self.requests += other.requests
+        self.seconds += other.seconds
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+
+
+@dataclass
+class Tallies:
+    """One intake process's figures: per (route, status), and failed Redis calls."""
+
+    routes: dict[tuple[str, int], RouteTally] = field(default_factory=dict)
+    redis_errors: int = 0
+
+    def count_redis_error(self) -> None:
+        self.redis_errors += 1
+
+
+def summed(parts: Iterable[Tallies]) -> Tallies:
+    """The figures of several processes added up."""
+    total = Tallies()
+    for part in parts:
+        total.redis_errors += part.redis_errors
+        for key, tally in list(part.routes.items()):
+            total.routes.setdefault(key, RouteTally()).add(tally)
+    return total
