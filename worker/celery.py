@@ -26,6 +26,8 @@ app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
+    # --autoscale sizes the pool by drain slots, not by requests (a slot's hand-over has two).
+    worker_autoscaler="worker.autoscale:SlotAwareAutoscaler",
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,

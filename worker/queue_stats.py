@@ -36,6 +36,16 @@ class ShardStats:
         return asdict(self)
 
 
+def queued_entries(client: redis.Redis, keys: Keys) -> int:
+    """Entries in the shard streams, which is what the drainers still have to do (acknowledged
+    entries are trimmed as they are acknowledged). One pipelined round trip."""
+    with translated():
+        pipe = client.pipeline(transaction=False)
+        for stream in keys.streams():
+            pipe.xlen(stream)
+        return sum(int(n) for n in pipe.execute())
+
+
 def id_ms(entry_id: str) -> int:
     """The millisecond timestamp in a stream entry id (`<ms>-<seq>`)."""
     return int(entry_id.split("-", 1)[0])

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     claim_interval_ms: int = Field(5_000, ge=1)
     max_deliveries: int = Field(5, ge=1)
     drain_slice_seconds: float = Field(5.0, gt=0)
+    # Under `celery worker --autoscale=MAX,MIN`: drainers beyond MIN run while more than this
+    # many entries are queued, and end (so the pool can shrink) once fewer are.
+    autoscale_backlog: int = Field(5000, ge=0)
     db_retry_max_seconds: float = Field(30.0, gt=0)
     max_backlog: int = Field(5_000_000, ge=0)  # 0 switches backpressure off
     idempotency_ttl_seconds: int = Field(86_400, ge=1)

@@ -22,18 +22,27 @@ def lease_ttl_ms() -> int:
     return int(max(30.0, 4 * settings.drain_slice_seconds) * 1000)
 
 
-def send_drain(hostname: str, slot: int, leases: DrainerLeases) -> str:
+def send_drain(hostname: str, slot: int, leases: DrainerLeases, extra: bool = False) -> str:
     """Grant `slot` to a new drain task and queue it on `hostname`'s direct queue."""
     task_id = uuid.uuid4().hex
     leases.grant(slot, task_id)
-    drain.apply_async(args=[slot], task_id=task_id, queue=worker_direct(hostname))
+    drain.apply_async(args=[slot, extra], task_id=task_id, queue=worker_direct(hostname))
     return task_id
 
 
+def backlog_is_high() -> bool:
+    """Enough queued to keep autoscaled extra drainers busy (AUTOSCALE_BACKLOG)."""
+    from worker.queue_stats import queued_entries
+
+    rt = runtime(settings)
+    return queued_entries(rt.redis, rt.keys) > settings.autoscale_backlog
+
+
 @app.task(name="ingest.drain", bind=True)  # type: ignore[untyped-decorator]
-def drain(self: Any, slot: int) -> int:
+def drain(self: Any, slot: int, extra: bool = False) -> int:
     """Drain for `DRAIN_SLICE_SECONDS`, then hand the slot to a successor; a task whose slot was
-    given to another id (stale or duplicate) stops at once."""
+    given to another id (stale or duplicate) stops at once. An `extra` slot (beyond the
+    autoscale minimum) ends instead once the backlog is low, so the pool can shrink."""
     hostname = self.request.hostname
     rt = runtime(settings)
     leases = DrainerLeases(rt.redis, rt.keys, hostname, lease_ttl_ms())
@@ -53,18 +62,23 @@ def drain(self: Any, slot: int) -> int:
             return True  # Redis is down: the drain loop backs off on its own
 
     handled = rt.drainer.run_until(deadline, keep_going=still_mine)
-    if leases.held_by(slot, self.request.id):
-        _send_successor(hostname, slot, leases)
+    if not leases.held_by(slot, self.request.id):
+        return handled
+    if extra and not backlog_is_high():
+        leases.release(slot, self.request.id)
+        log.info("extra drainer slot %d ends: the backlog is low", slot)
+    else:
+        _send_successor(hostname, slot, leases, extra)
     return handled
 
 
-def _send_successor(hostname: str, slot: int, leases: DrainerLeases) -> None:
+def _send_successor(hostname: str, slot: int, leases: DrainerLeases, extra: bool) -> None:
     """Chain the next slice. While the broker is down, try for about 10 s, then leave the slot
     to the watchdog, which re-kicks it once the lease expires: the pool process is freed, and a
     warm shutdown is never held up here."""
     for attempt in range(6):
         try:
-            send_drain(hostname, slot, leases)
+            send_drain(hostname, slot, leases, extra)
             return
         except Exception as exc:  # broker errors come in many types; all of them mean "try again"
             log.warning("cannot queue the next drain slice for slot %d yet: %s", slot, type(exc).__name__)

@@ -1,5 +1,6 @@
 """A bootstep in every ingest worker's main process: sync the registry, kick one drain task per
-pool slot, and re-kick any slot whose lease expired.
+pool slot, and re-kick any slot whose lease expired. Under `--autoscale=MAX,MIN` it keeps MIN
+slots always draining and starts the extra ones only while the backlog is high (worker/leases.py).
 
 Workers that do not consume the `ingest` queue (for example `-Q reminders`) do none of this.
 """
@@ -33,10 +34,12 @@ def install(app: Celery, settings: Settings) -> None:
             if INGEST_QUEUE not in queues:
                 return
             controller = consumer.controller
-            slots = range(int(getattr(controller, "max_concurrency", None) or controller.concurrency))
-            self._check(consumer.hostname, slots, force=True)
+            most = int(controller.max_concurrency or controller.concurrency)
+            base = min(most, int(controller.min_concurrency or most))  # below --autoscale's MIN
+            slots, extras = range(base), range(base, most)
+            self._check(consumer.hostname, slots, extras, force=True)
             self.timer_ref = consumer.timer.call_repeatedly(
-                CHECK_SECONDS, self._check, (consumer.hostname, slots), priority=10
+                CHECK_SECONDS, self._check, (consumer.hostname, slots, extras), priority=10
             )
 
         def stop(self, consumer: Any) -> None:
@@ -44,10 +47,10 @@ def install(app: Celery, settings: Settings) -> None:
                 self.timer_ref.cancel()
                 self.timer_ref = None
 
-        def _check(self, hostname: str, slots: range, force: bool = False) -> None:
+        def _check(self, hostname: str, slots: range, extras: range, force: bool = False) -> None:
             from worker.petitions import sync_registry
             from worker.runtime import runtime
-            from worker.tasks import lease_ttl_ms, send_drain
+            from worker.tasks import backlog_is_high, lease_ttl_ms, send_drain
 
             rt = runtime(settings)
             try:
@@ -63,6 +66,11 @@ def install(app: Celery, settings: Settings) -> None:
                     send_drain(hostname, slot, leases)
                     if not force:
                         log.warning("re-kicked drainer slot %d (its lease had expired)", slot)
+                vacant_extras = leases.vacant(extras) if extras else []
+                if vacant_extras and backlog_is_high():
+                    for slot in vacant_extras:
+                        send_drain(hostname, slot, leases, extra=True)
+                    log.info("backlog is high: started %d extra drainers", len(vacant_extras))
             except Exception as exc:  # broker or Redis down: next tick
                 log.warning("cannot kick drainers yet: %s", exc)
 

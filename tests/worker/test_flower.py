@@ -1,5 +1,5 @@
 """Flower, the Celery monitor, works with our app: it sees an ingest worker, its pool and its
-drain tasks (whose arguments are slot numbers, never personal data)."""
+drain tasks (whose arguments are a slot number and a flag, never personal data)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_flower_lists_the_worker_its_pool_and_its_drain_tasks(settings: Settings
             return [task for task in tasks.values() if task["name"] == "ingest.drain"]
 
         wait_for(lambda: len(drain_tasks()) >= 2, timeout=60, interval=1.0)
-        assert {task["args"] for task in drain_tasks()} <= {"[0]", "[1]"}
+        assert {task["args"] for task in drain_tasks()} <= {"[0, False]", "[1, False]"}  # slot, extra
     finally:
         flower_log = stop_process(flower, timeout=15)
         stop_process(worker)
