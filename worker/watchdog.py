@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
+from celery.utils import worker_direct
 
 from worker.keys import INGEST_QUEUE
 from worker.leases import DrainerLeases
@@ -75,3 +76,17 @@ def install(app: Celery, settings: Settings) -> None:
                 log.warning("cannot kick drainers yet: %s", exc)
 
     app.steps["consumer"].add(DrainWatchdog)
+
+    @signals.worker_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
+    def drop_direct_queue(sender: Any, **kwargs: Any) -> None:
+        """After the pool has stopped, delete this worker's direct queue: the successors its last
+        slices queued would otherwise stay in Redis for good when the host name never comes back
+        (a pod). A worker restarting under the same name kicks every slot afresh anyway."""
+        try:
+            with app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1)
+                queue = worker_direct(sender.hostname)(conn.default_channel)
+                queue.declare()  # binds it, so the channel knows which binding to remove
+                queue.delete()
+        except Exception as exc:  # broker down at shutdown: the queue stays, harmless
+            log.warning("could not delete this worker's direct queue: %s", type(exc).__name__)

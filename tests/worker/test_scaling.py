@@ -72,10 +72,11 @@ def test_two_workers_both_drain_and_a_warm_shutdown_of_one_loses_nothing(
 ) -> None:
     config = settings.model_copy(update={"batch_size": 8, "drain_slice_seconds": 1.0})
     ports = free_port(), free_port()
+    names = [f"scale{n}-{uuid.uuid4().hex[:6]}" for n in range(2)]
     workers: list[subprocess.Popen[bytes]] = [
         start_worker(
             config,
-            f"scale{n}-{uuid.uuid4().hex[:6]}",
+            names[n],
             concurrency=2,
             WORKER_METRICS_PORT=str(port),
             WORKER_METRICS_DIR=str(tmp_path / f"metrics{n}"),
@@ -127,4 +128,8 @@ def test_two_workers_both_drain_and_a_warm_shutdown_of_one_loses_nothing(
                 outputs[n] = stop_process(worker)
     invariant = read_invariant(db)
     assert invariant.counts_match and invariant.signatures == sent and invariant.duplicate_receipts == 0
+    # A stopped worker leaves no direct queue (its last slices' successors) and no binding behind.
+    assert [key for name in names for key in rt.redis.keys(f"{name}@*")] == []
+    bindings = rt.redis.smembers("_kombu.binding.C.dq2")
+    assert not [b for b in bindings if any(name.encode() in b for name in names)], bindings
     assert client.get(f"/petitions/{petition.id}").json()["signature_count"] == sent + 1
