@@ -81,8 +81,40 @@ class RequestCollector(Collector):
         yield from (requests, duration, in_bytes, out_bytes)
 
 
+class Tallies:
+    """Every (route, status)'s `RouteTally`; `record` adds one answered request. Shared by the
+    middleware and the signing route's fast path (api_stub/fast.py), so both count alike."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[tuple[str, int], RouteTally] = {}
+
+    def record(self, method: str, route: str, status: int, elapsed: float, received: int, sent: int) -> None:
+        tally = self.by_key.get((route, status))
+        if tally is None:
+            tally = self.by_key[(route, status)] = RouteTally()
+        tally.requests += 1
+        tally.seconds += elapsed
+        tally.buckets[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+        tally.bytes_in += received
+        tally.bytes_out += sent
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "request",
+                extra={
+                    "data": {
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "bytes_in": received,
+                        "bytes_out": sent,
+                        "seconds": round(elapsed, 6),
+                    }
+                },
+            )
+
+
 class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, tallies: dict[tuple[str, int], RouteTally]) -> None:
+    def __init__(self, app: ASGIApp, tallies: Tallies) -> None:
         self.app = app
         self.tallies = tallies
 
@@ -110,30 +142,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, counting_receive, counting_send)
         finally:
-            elapsed = perf_counter() - started
             route = getattr(scope.get("route"), "path", UNMATCHED)
-            tally = self.tallies.get((route, status))
-            if tally is None:
-                tally = self.tallies[(route, status)] = RouteTally()
-            tally.requests += 1
-            tally.seconds += elapsed
-            tally.buckets[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
-            tally.bytes_in += received
-            tally.bytes_out += sent
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "request",
-                    extra={
-                        "data": {
-                            "method": scope["method"],
-                            "route": route,
-                            "status": status,
-                            "bytes_in": received,
-                            "bytes_out": sent,
-                            "seconds": round(elapsed, 6),
-                        }
-                    },
-                )
+            self.tallies.record(scope["method"], route, status, perf_counter() - started, received, sent)
 
 
 def scrape_registry(settings: Settings, metrics: IntakeMetrics, keys: Keys) -> CollectorRegistry:
@@ -146,12 +156,13 @@ def scrape_registry(settings: Settings, metrics: IntakeMetrics, keys: Keys) -> C
     return registry
 
 
-def install(app: Starlette, settings: Settings, keys: Keys) -> None:
-    """Add `/metrics`, the request middleware and structured logging to the intake app."""
+def install(app: Starlette, settings: Settings, keys: Keys) -> Tallies:
+    """Add `/metrics`, the request middleware and structured logging to the intake app; returns
+    the request tallies, for the signing route's fast path to add to."""
     configure_logging(settings.log_level)
     metrics = IntakeMetrics()
-    tallies: dict[tuple[str, int], RouteTally] = {}
-    metrics.registry.register(RequestCollector(tallies))
+    tallies = Tallies()
+    metrics.registry.register(RequestCollector(tallies.by_key))
     registry = scrape_registry(settings, metrics, keys)
     app.state.intake.queue.on_unavailable = metrics.redis_errors.inc
     app.state.metrics = metrics
@@ -162,3 +173,4 @@ def install(app: Starlette, settings: Settings, keys: Keys) -> None:
 
     app.add_route("/metrics", serve_metrics, methods=["GET"], include_in_schema=False)
     app.add_middleware(MetricsMiddleware, tallies=tallies)
+    return tallies
