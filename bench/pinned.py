@@ -51,6 +51,17 @@ def start_api(settings: Settings, tree: Path, workers: int, cpus: str) -> tuple[
     return proc, base
 
 
+def profiled(api_pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy (collapsed stacks, `--nonblocking`) on the Granian worker process(es) while wrk runs."""
+    workers = family(api_pid)[1:] or [api_pid]
+    argv = ["py-spy", "record", "-r", "200", "--nonblocking", "-d", str(seconds), "-f", "raw", "-o", str(out)]
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("py-spy")), *argv[1:], "-p", str(workers[0])],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def run_wrk(
     base: str, connections: int, seconds: int, cpus: str, tag: str, api_pid: int
 ) -> dict[str, object]:
@@ -98,6 +109,7 @@ def main() -> None:
     p.add_argument("--api-workers", type=int, default=1)
     p.add_argument("--api-cpus", default="0")
     p.add_argument("--wrk-cpus", default="1")
+    p.add_argument("--py-spy", type=Path, help="profile the first step into this file (collapsed stacks)")
     p.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = p.parse_args()
     prefix = f"sigpin:{uuid.uuid4().hex[:8]}:"
@@ -110,8 +122,12 @@ def main() -> None:
     try:
         for run in range(args.runs):
             for c in (int(x) for x in args.connections.split(",")):
+                spy = profiled(api.pid, args.seconds - 2, args.py_spy) if args.py_spy and run == 0 else None
                 step = run_wrk(base, c, args.seconds, args.wrk_cpus, f"{prefix}{run}c{c}", api.pid)
                 print(json.dumps({"label": args.label, "run": run, **step}), flush=True)
+                if spy:
+                    spy.wait()
+                    args.py_spy = None
     finally:
         stop(api)
         client = redis.Redis.from_url(args.redis)
