@@ -1,9 +1,9 @@
 """The hot route, answered in front of Starlette's middleware stack.
 
 Under a spike nearly every request is a JSON `POST /petitions/{id}/signatures`. Starlette's
-error, exception and routing layers and the metrics middleware around it cost ~16 % of the
-intake's CPU per request (BENCHMARKS.md, "Profile, round 2"). `FastSigning` takes those
-requests before that stack: matched by the route's own `matches`, answered by the same endpoint
+error, exception and routing layers and the metrics middleware around it were ~16 % of the
+intake's CPU per request under Granian and a third of the app's own (BENCHMARKS.md, "Profile,
+round 3"). `FastSigning` takes those requests before that stack: matched by the route's own `matches`, answered by the same endpoint
 (`answering_errors(Intake.sign)`: the same parsing, Lua append, error translation and
 responses), tallied in the same /metrics figures, and an unexpected error answered 500 and
 re-raised as Starlette's `ServerErrorMiddleware` does. Everything else, form posts to the same
@@ -45,6 +45,7 @@ class FastSigning:
         await self.app(scope, receive, send)
 
     async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer through the endpoint and tally it; an exception is re-raised after the 500."""
         started = perf_counter()
         status, received, sent, answering = 500, 0, 0, False
 
