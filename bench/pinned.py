@@ -109,7 +109,11 @@ def main() -> None:
     p.add_argument("--api-workers", type=int, default=1)
     p.add_argument("--api-cpus", default="0")
     p.add_argument("--wrk-cpus", default="1")
-    p.add_argument("--py-spy", type=Path, help="profile the first step into this file (collapsed stacks)")
+    p.add_argument(
+        "--py-spy",
+        type=Path,
+        help="py-spy the first step into this file (collapsed stacks; pip install py-spy)",
+    )
     p.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = p.parse_args()
     prefix = f"sigpin:{uuid.uuid4().hex[:8]}:"
