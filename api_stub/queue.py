@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from hiredis import pack_command
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError, ResponseError
 
 from worker.keys import Keys
 from worker.pipeline.entry import encode
@@ -87,10 +89,31 @@ class SharedRoundTrips:
                 future.set_result(reply)
 
     async def _evalsha(self, calls: list[Call]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in calls:
-                pipe.evalsha(self._sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+        """Every call's EVALSHA in one write, then the replies in order, an error reply as its
+        exception (`NoScriptError`, ...). What redis-py's pipeline did, without its per-command
+        objects: hiredis packs all commands at once. A connection or timeout error is retried
+        by the client's `Retry` on a fresh connection, as the pipeline's was."""
+        packed = b"".join([pack_command(("EVALSHA", self._sha, len(k), *k, *a)) for k, a, _ in calls])
+        pool = self._redis.connection_pool
+        conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            replies: list[Any] = await conn.retry.call_with_retry(
+                lambda: _exchange(conn, packed, len(calls)), lambda error: conn.disconnect(error=error)
+            )
+            return replies
+        finally:
+            await pool.release(conn)
+
+
+async def _exchange(conn: AbstractConnection, packed: bytes, replies: int) -> list[Any]:
+    await conn.send_packed_command(packed)
+    out: list[Any] = []
+    for _ in range(replies):
+        try:
+            out.append(await conn.read_response())
+        except ResponseError as exc:
+            out.append(exc)
+    return out
 
 
 class IntakeQueue:

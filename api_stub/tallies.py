@@ -4,10 +4,14 @@ request: scripts/bench_intake_metrics.py)."""
 
 from __future__ import annotations
 
+import logging
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from worker.metrics import LATENCY_BUCKETS
+
+log = logging.getLogger("sigingest.intake")
 
 
 class RouteTally:
@@ -40,6 +44,22 @@ class Tallies:
 
     def count_redis_error(self) -> None:
         self.redis_errors += 1
+
+    def record(self, method: str, route: str, status: int, elapsed: float, received: int, sent: int) -> None:
+        """One answered request; shared by the metrics middleware and the signing route's fast
+        path (api_stub/fast.py), so both count alike. Logged only at DEBUG, without a body."""
+        tally = self.routes.get((route, status))
+        if tally is None:
+            tally = self.routes[(route, status)] = RouteTally()
+        tally.requests += 1
+        tally.seconds += elapsed
+        tally.buckets[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+        tally.bytes_in += received
+        tally.bytes_out += sent
+        if log.isEnabledFor(logging.DEBUG):
+            data = {"method": method, "route": route, "status": status, "bytes_in": received}
+            data |= {"bytes_out": sent, "seconds": round(elapsed, 6)}
+            log.debug("request", extra={"data": data})
 
 
 def summed(parts: Iterable[Tallies]) -> Tallies:

@@ -17,6 +17,8 @@ from typing import Any
 
 from bench import drain, intake, latency, peers, report
 from bench.env import BenchEnv, running, start_workers
+from worker.runtime import Runtime
+from worker.settings import Settings
 
 HERE = Path(__file__).parent
 
@@ -30,6 +32,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=int, default=20, help="seconds per intake / latency step")
     p.add_argument("--connections", default="16,64,256", help="wrk concurrency steps")
     p.add_argument("--api-workers", type=int, default=1, help="Granian worker processes of the intake")
+    p.add_argument(
+        "--alone-api-workers",
+        default="1,2",
+        help="Granian worker counts for the intake-alone steps (our workers stopped, PostgreSQL up)",
+    )
     p.add_argument("--only", default="drain,peers,intake,freshness,fairness", help="stages to run")
     p.add_argument(
         "--pg", default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -108,16 +115,16 @@ def stage_intake(env: BenchEnv, args: argparse.Namespace, results: dict[str, Any
         results["intake"] = {"skipped": "wrk is not installed (apt-get install wrk)"}
         return
     settings, rt = env.fresh("intake")
-    steps = []
+    connections = [int(x) for x in args.connections.split(",")]
     workers = start_workers(settings, f"bench-intake-{env.tag}")
     with running(workers):
-        api, base = intake.start_api(settings, args.api_workers)
-        with running(api):
-            for c in [int(x) for x in args.connections.split(",")]:
-                step = intake.wrk(base, env.petition_ids, c, args.seconds, f"{env.tag}c{c}", api.pid)
-                print("intake:", json.dumps(step))
-                steps.append(step)
+        steps = intake_steps(env, args, settings, args.api_workers, connections, "draining")
     best = max(steps, key=lambda s: s["accepted_per_second"])
+    # Alone: our workers stopped (PostgreSQL up, as always): the intake's own ceiling here.
+    alone = []
+    for api_workers in (int(x) for x in args.alone_api_workers.split(",") if x):
+        found = intake_steps(env, args, settings, api_workers, connections, f"alone{api_workers}w", rt)
+        alone.append({"api_workers": api_workers, "steps": found})
     # No PostgreSQL: our workers stopped, the intake given an unreachable DATABASE_URL.
     api, base = intake.start_api(settings, args.api_workers, DATABASE_URL=intake.UNREACHABLE_DB)
     with running(api):
@@ -128,11 +135,35 @@ def stage_intake(env: BenchEnv, args: argparse.Namespace, results: dict[str, Any
     results["intake"] = {
         "api_workers": args.api_workers,
         "steps": steps,
+        "alone": alone,
         "without_postgresql": nopg,
         "ratio_without_to_with": round(nopg["accepted_per_second"] / best["accepted_per_second"], 3),
     }
     rt.engine.dispose()
     rt.redis.close()
+
+
+def intake_steps(
+    env: BenchEnv,
+    args: argparse.Namespace,
+    settings: Settings,
+    api_workers: int,
+    connections: list[int],
+    label: str,
+    rt: Runtime | None = None,
+) -> list[dict[str, Any]]:
+    """One wrk step per concurrency against a fresh intake. With `rt` (nothing draining), the
+    streams are emptied after each step so the shared Redis does not hold every entry."""
+    steps = []
+    api, base = intake.start_api(settings, api_workers)
+    with running(api):
+        for c in connections:
+            step = intake.wrk(base, env.petition_ids, c, args.seconds, f"{env.tag}{label}c{c}", api.pid)
+            print(f"intake ({label}):", json.dumps(step))
+            steps.append(step)
+            if rt is not None:
+                intake.empty_streams(rt)
+    return steps
 
 
 def stage_freshness(env: BenchEnv, args: argparse.Namespace, results: dict[str, Any]) -> None:
