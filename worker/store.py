@@ -36,7 +36,7 @@ INSERT_SIGNATURES = f"""
 INSERT INTO signatures ({ROW_COLUMNS})
 SELECT {ROW_COLUMNS} FROM sig_staging s
 WHERE NOT EXISTS (SELECT 1 FROM rejected_signatures r WHERE r.receipt = s.receipt)
-ORDER BY s.petition_id, s.canonical_email
+ORDER BY s.canonical_email, s.petition_id
 ON CONFLICT DO NOTHING
 RETURNING receipt, petition_id, state
 """
