@@ -24,7 +24,9 @@ def test_signatures_of_existing_petitions_are_stored(make_petition: PetitionFact
     assert db.execute("SELECT count(*) FROM signatures WHERE receipt LIKE 'r%%'").fetchone() == (6,)
 
 
-def test_a_statement_naming_a_missing_petition_is_refused_whole(make_petition: PetitionFactory, db: DB) -> None:
+def test_a_statement_naming_a_missing_petition_is_refused_whole(
+    make_petition: PetitionFactory, db: DB
+) -> None:
     real = make_petition().id
     with pytest.raises(pg_errors.ForeignKeyViolation):
         db.execute(INSERT, [[real, real + 1000]])
@@ -36,7 +38,8 @@ def test_a_signature_cannot_move_to_a_missing_petition(make_petition: PetitionFa
     db.execute(INSERT, [[petition]])
     db.execute("UPDATE signatures SET petition_id = %s WHERE receipt = %s", [other, f"r{petition}-1"])
     with pytest.raises(pg_errors.ForeignKeyViolation):
-        db.execute("UPDATE signatures SET petition_id = %s WHERE receipt = %s", [other + 1000, f"r{petition}-2"])
+        moved = [other + 1000, f"r{petition}-2"]
+        db.execute("UPDATE signatures SET petition_id = %s WHERE receipt = %s", moved)
 
 
 def test_a_signed_petition_cannot_be_deleted_or_renumbered(make_petition: PetitionFactory, db: DB) -> None:

@@ -76,7 +76,8 @@ def upgrade() -> None:
         CREATE FUNCTION petitions_keep_signed() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF EXISTS (SELECT 1 FROM signatures WHERE petition_id = OLD.id) THEN
-                RAISE EXCEPTION 'update or delete on table "petitions" violates the petition reference of "signatures"'
+                RAISE EXCEPTION
+                    'update or delete on table "petitions" violates the petition reference of "signatures"'
                     USING ERRCODE = 'foreign_key_violation';
             END IF;
             RETURN NULL;
