@@ -7,12 +7,10 @@ domains as one. The address as typed is kept for sending mail.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
 
 import email_validator
 from email_validator import EmailNotValidError, EmailSyntaxError, validate_email
@@ -23,12 +21,10 @@ from email_validator.rfc_constants import (
     EMAIL_MAX_LENGTH,
     LOCAL_PART_MAX_LENGTH,
 )
-from email_validator.syntax import validate_email_domain_name, validate_email_local_part
+from email_validator.syntax import validate_email_local_part
 
-GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
-# The fast path takes a dot-atom local part (no quotes, no display name) in NFC and an ASCII
-# domain: nearly every address typed into a form.
-PLAIN_DOMAIN = re.compile(r"[A-Za-z0-9.\-]+\Z")
+from worker.pipeline.domains import GMAIL_DOMAINS, PLAIN_DOMAIN, check_domain, domain_facts
+
 RFC2142_NAMES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
@@ -51,31 +47,6 @@ class CheckedEmail:
     canonical: str
 
 
-class DomainFacts(NamedTuple):
-    """What the quickest path needs about a plain ASCII domain that email-validator accepts."""
-
-    unicode_domain: str
-    ascii_domain: str
-    longest: int  # bytes of the longest of the typed, normalized and ASCII forms
-    canonical: str  # the domain part of canonical addresses
-    gmail: bool
-
-
-def _domain_facts(domain: str) -> DomainFacts | str | None:
-    """Facts about `domain` as typed, its refusal message, or None when it is not a plain ASCII
-    domain (the address then takes the general path)."""
-    if not PLAIN_DOMAIN.match(domain):
-        return None
-    checked = _check_domain(domain)
-    if isinstance(checked, str):
-        return checked
-    unicode_domain, ascii_domain = checked
-    longest = max(len(domain), len(unicode_domain.encode()), len(ascii_domain))
-    canonical = unicode_domain.lower().rstrip(".")
-    gmail = canonical in GMAIL_DOMAINS
-    return DomainFacts(unicode_domain, ascii_domain, longest, "gmail.com" if gmail else canonical, gmail)
-
-
 class EmailChecker:
     """Validates addresses; with `deliverability` on, DNS answers are cached per domain.
 
@@ -93,12 +64,13 @@ class EmailChecker:
     ) -> None:
         self._deliverability = deliverability
         self._resolve = lru_cache(maxsize=cache_size)(resolve or _resolve_domain)
-        self._domain = lru_cache(maxsize=cache_size)(_check_domain)
-        self._facts = lru_cache(maxsize=cache_size)(_domain_facts)
+        self._domain = lru_cache(maxsize=cache_size)(check_domain)
+        self._facts = lru_cache(maxsize=cache_size)(domain_facts)
+        self._safe_chars: set[str] = set()  # non-ASCII characters seen in valid local parts
 
     def check(self, address: str) -> CheckedEmail:
         """Return the normalized and canonical address, or raise `EmailNotValidError`."""
-        quick = self._ascii(address)
+        quick = self._quick(address)
         if quick is not None:
             return CheckedEmail(*quick)
         normalized, ascii_domain = self._fast(address) or self._full(address)
@@ -111,29 +83,38 @@ class EmailChecker:
     def canonical(self, address: str) -> str:
         """The canonical address of a valid `address`, or raise `EmailNotValidError`: `check`'s
         `canonical`, with no object built on the usual path (the drain calls this per signature)."""
-        quick = self._ascii(address)
+        quick = self._quick(address)
         return quick[1] if quick is not None else self.check(address).canonical
 
-    def _ascii(self, address: str) -> tuple[str, str] | None:
-        """(normalized, canonical) for an ASCII dot-atom local part of at most 64 characters at a
-        plain ASCII domain (nearly every address a form gets), else None for the other paths.
+    def _quick(self, address: str) -> tuple[str, str] | None:
+        """(normalized, canonical) for a dot-atom local part of at most 64 characters, ASCII or
+        safe Unicode letters, numbers, punctuation and symbols in NFC, at a plain ASCII domain
+        (nearly every address a form gets); None sends anything else to `_fast` / `_full`.
 
-        Such a local part is valid as typed (`validate_email_local_part` returns it unchanged, at
-        any `STRICT`, lowercased only for RFC 2142 names), so only the cached domain facts and the
-        lengths remain: `_fast`'s steps without the calls. tests/pipeline/test_emails_fast.py
-        checks both results against email-validator."""
+        Such a local part is valid as typed (`validate_email_local_part` returns it unchanged,
+        at any `STRICT`; an ASCII one lowercased for RFC 2142 names), so only the cached domain
+        facts and the lengths remain: `_fast`'s steps without the calls.
+        tests/pipeline/test_emails_fast.py checks both results against email-validator."""
         local, _, domain = address.partition("@")
-        if len(local) > LOCAL_PART_MAX_LENGTH or not local.isascii() or not DOT_ATOM_TEXT.match(local):
+        if len(local) > LOCAL_PART_MAX_LENGTH:
             return None
+        if local.isascii():
+            if not DOT_ATOM_TEXT.match(local):
+                return None
+            local_bytes = len(local)
+        elif not self._unicode_local_ok(local):
+            return None
+        else:
+            local_bytes = len(local.encode())
         facts = self._facts(domain)
         if facts is None:
             return None
         if isinstance(facts, str):
             raise EmailSyntaxError(facts)
-        if len(local) + 1 + facts.longest > EMAIL_MAX_LENGTH:
+        if local_bytes + 1 + facts.longest > EMAIL_MAX_LENGTH:
             return None  # the general path, for its exact message
         folded = local.lower()
-        if folded in RFC2142_NAMES:
+        if local_bytes == len(local) and folded in RFC2142_NAMES:
             local = folded
         if self._deliverability:
             problem = self._resolve(facts.ascii_domain)
@@ -145,6 +126,21 @@ class EmailChecker:
         if facts.gmail:
             folded = folded.replace(".", "") or folded
         return f"{local}@{facts.unicode_domain}", f"{folded}@{facts.canonical}"
+
+    def _unicode_local_ok(self, local: str) -> bool:
+        """True when email-validator takes this non-ASCII local part as it is: an international
+        dot-atom in NFC whose characters are all letters, numbers, punctuation or symbols (what
+        `check_unsafe_chars` lets through anywhere), with SMTPUTF8 allowed."""
+        if not email_validator.ALLOW_SMTPUTF8 or not DOT_ATOM_TEXT_INTL.match(local):
+            return False
+        safe = self._safe_chars
+        for char in local:
+            if char not in safe and char > "\x7f":
+                if unicodedata.category(char)[0] not in "LNPS":
+                    return False
+                if len(safe) < 4096:
+                    safe.add(char)
+        return unicodedata.is_normalized("NFC", local)
 
     @staticmethod
     def _full(address: str) -> tuple[str, str]:
@@ -185,19 +181,6 @@ class EmailChecker:
         if max(len(form.encode()) for form in forms) > EMAIL_MAX_LENGTH:
             return None
         return normalized, ascii_domain
-
-
-def _check_domain(domain: str) -> tuple[str, str] | str:
-    """(domain, ASCII domain) as email-validator normalises them, or its reason for refusing."""
-    try:
-        info = validate_email_domain_name(
-            domain,
-            test_environment=email_validator.TEST_ENVIRONMENT,
-            globally_deliverable=email_validator.GLOBALLY_DELIVERABLE,
-        )
-    except EmailSyntaxError as exc:
-        return str(exc)
-    return info["domain"], info["ascii_domain"]
 
 
 def _resolve_domain(domain: str) -> str | None:
