@@ -91,7 +91,7 @@ class AbuseGuard:
         millis: dict[datetime, int] = {}  # the rows of a spike share their accepted-at
         for key in singles:
             row = groups[key][0]
-            args += (row.receipt, millis.get(row.accepted_at) or _ms(row.accepted_at, millis))
+            args.append(f"{millis.get(row.accepted_at) or _ms(row.accepted_at, millis)} {row.receipt}")
             order.append(row.receipt)
         for key in others:
             group = groups[key]
