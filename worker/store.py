@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
 import psycopg
 from psycopg import errors as pg_errors
 
@@ -52,14 +53,20 @@ WHERE NOT EXISTS (SELECT 1 FROM stored i WHERE i.receipt = s.receipt)
 # Rejects, and the staged rows that were not inserted (passed back in as rejects with reason
 # `duplicate`: ~10 % of a batch, so only they are probed, not every staged row). A receipt
 # already stored (a redelivery) is not recorded, nor one already rejected (erased, duplicate).
+# The rejects arrive as one JSON array of `Reject` objects (orjson writes it in one C call;
+# five Python lists through psycopg's array dumper cost ~20 µs per reject); counted per
+# (petition, reason) on the way back.
 INSERT_REJECTS = """
-INSERT INTO rejected_signatures (receipt, petition_id, reason, detail, accepted_at)
-SELECT t.* FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::timestamptz[])
-    AS t(receipt, petition_id, reason, detail, accepted_at)
-WHERE NOT EXISTS (SELECT 1 FROM signatures g WHERE g.receipt = t.receipt)
-ORDER BY t.receipt
-ON CONFLICT (receipt) DO NOTHING
-RETURNING petition_id, reason
+WITH recorded AS (
+    INSERT INTO rejected_signatures (receipt, petition_id, reason, detail, accepted_at)
+    SELECT t.* FROM json_to_recordset(%s::json)
+        AS t(receipt text, petition_id bigint, reason text, detail text, accepted_at timestamptz)
+    WHERE NOT EXISTS (SELECT 1 FROM signatures g WHERE g.receipt = t.receipt)
+    ORDER BY t.receipt
+    ON CONFLICT (receipt) DO NOTHING
+    RETURNING petition_id, reason
+)
+SELECT petition_id, reason, count(*) FROM recorded GROUP BY petition_id, reason
 """
 LOCK_PETITIONS = "SELECT id FROM petitions WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
 ADD_COUNTS = """
@@ -221,18 +228,12 @@ class SignatureStore:
     ) -> None:
         if not rejects:
             return
-        columns = [
-            [r.receipt for r in rejects],
-            [r.petition_id for r in rejects],
-            [r.reason for r in rejects],
-            [r.detail for r in rejects],
-            [r.accepted_at for r in rejects],
-        ]
-        for petition_id, reason in conn.execute(INSERT_REJECTS, columns).fetchall():
+        recorded = conn.execute(INSERT_REJECTS, [orjson.dumps(rejects).decode()]).fetchall()
+        for petition_id, reason, n in recorded:
             if reason == "duplicate" and petition_id is not None:
-                outcome.duplicates[int(petition_id)] += 1  # type: ignore[call-overload]
+                outcome.duplicates[int(petition_id)] += int(n)  # type: ignore[call-overload]
             else:
-                outcome.rejected[str(reason)] += 1
+                outcome.rejected[str(reason)] += int(n)  # type: ignore[call-overload]
 
     @staticmethod
     def _add_counts(
