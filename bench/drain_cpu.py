@@ -10,6 +10,7 @@ for before/after pairs; the Celery hand-over between slices is not in it.
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import sys
@@ -62,6 +63,13 @@ def one_run(env: BenchEnv, n: int, label: str) -> dict[str, float]:
     PHASES.clear()
     instrument(drainer)
     drainer.step()  # connects and reads a first batch: not timed below
+    if os.environ.get("DRAIN_GC") == "off":
+        gc.disable()
+    elif os.environ.get("DRAIN_GC") == "freeze":
+        gc.freeze()
+    elif os.environ.get("DRAIN_GC") == "tuned":
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 10)
     PHASES.clear()
     backend = drainer.store._connection().info.backend_pid
     t0, me0, pg0, r0 = time.perf_counter(), time.process_time(), cpu_seconds([backend]), redis_cpu(rt)
