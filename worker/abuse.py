@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -48,10 +49,6 @@ def policy_from_settings(settings: Settings) -> AbusePolicy:
     )
 
 
-def _ms(row: Row) -> int:
-    return round(row.accepted_at.timestamp() * 1000)
-
-
 class AbuseGuard:
     """Marks a batch's rows fraudulent by the policy. Raises `QueueUnavailable` (retry later)
     when Redis does not answer: the batch is then not written."""
@@ -72,27 +69,47 @@ class AbuseGuard:
         return judged
 
     def prior_counts(self, rows: Sequence[Row]) -> dict[str, PriorCounts]:
-        """Add `rows` to their windows and return, per receipt, the signatures before each."""
+        """Add `rows` to their windows and return, per receipt, the signatures before each in
+        each window; a receipt left out has none in either."""
         if not rows:
             return {}
         groups: dict[str, list[Row]] = {}
+        window = self._keys.abuse_window
         for row in rows:
-            assert row.ip_hash is not None  # rows_to_count keeps only rows with one
-            groups.setdefault(self._keys.abuse_window(row.petition_id, row.ip_hash), []).append(row)
+            key = window(row.petition_id, row.ip_hash)  # type: ignore[arg-type]
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [row]
+            else:
+                group.append(row)
         burst, sustained = self.policy.burst.seconds, self.policy.sustained.seconds
+        singles = [key for key, group in groups.items() if len(group) == 1]
+        others = [key for key, group in groups.items() if len(group) > 1]
         args: list[Any] = [burst * 1000, sustained * 1000, 2 * max(burst, sustained) + TTL_GRACE_SECONDS]
+        args.append(len(singles))
         order: list[str] = []
-        for group in groups.values():
+        millis: dict[datetime, int] = {}  # the rows of a spike share their accepted-at
+        for key in singles:
+            row = groups[key][0]
+            args.append(f"{millis.get(row.accepted_at) or _ms(row.accepted_at, millis)} {row.receipt}")
+            order.append(row.receipt)
+        for key in others:
+            group = groups[key]
             args.append(len(group))
             for row in group:
-                args.append(row.receipt)
-                args.append(_ms(row))
+                args += (row.receipt, millis.get(row.accepted_at) or _ms(row.accepted_at, millis))
                 order.append(row.receipt)
         with translated():
             try:
-                reply: Any = self._windows(keys=list(groups), args=args)
+                reply: Any = self._windows(keys=singles + others, args=args)
             except redis.ResponseError as exc:  # out of memory, read-only replica: try again later
                 raise QueueUnavailable(f"abuse windows: {str(exc)[:80]}") from None
         return {
-            receipt: PriorCounts(int(reply[2 * n]), int(reply[2 * n + 1])) for n, receipt in enumerate(order)
+            order[int(reply[n]) - 1]: PriorCounts(int(reply[n + 1]), int(reply[n + 2]))
+            for n in range(0, len(reply), 3)
         }
+
+
+def _ms(accepted_at: datetime, millis: dict[datetime, int]) -> int:
+    ms = millis[accepted_at] = round(accepted_at.timestamp() * 1000)
+    return ms

@@ -80,7 +80,8 @@ class Keys:
 
     # issue 8: trustworthy counts
     def abuse_window(self, petition_id: int, ip_hash: str) -> str:
-        """Sorted set: receipts from one hashed IP on one petition, scored by accepted-at (ms).
+        """Receipts from one hashed IP on one petition, by accepted-at (ms): a sorted set, or a
+        string `<ms> <receipt>` while it holds one (worker/lua/abuse_windows.lua).
 
         An IP hash that is not the intake's hex digest (another producer) is digested again,
         so entry data never shapes a key."""

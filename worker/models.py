@@ -12,7 +12,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -55,7 +54,9 @@ signatures = Table(
     "signatures",
     metadata,
     Column("id", BigInteger, primary_key=True),
-    Column("petition_id", BigInteger, ForeignKey("petitions.id"), nullable=False),
+    # References petitions.id, checked by triggers once per statement instead of a foreign key's
+    # per-row look-up (migration 0003): a missing petition is refused with SQLSTATE 23503.
+    Column("petition_id", BigInteger, nullable=False),
     Column("receipt", Text, nullable=False, unique=True),
     Column("email", Text),  # as typed, for sending mail; NULL only for a starter without one
     Column("canonical_email", Text),  # the deduplication key
@@ -67,11 +68,11 @@ signatures = Table(
     Column("state", Text, nullable=False, server_default="validated"),
     Column("accepted_at", DateTime(timezone=True), nullable=False),
     Column("persisted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    UniqueConstraint("petition_id", "canonical_email", name="signatures_one_per_person"),
+    # Leads with canonical_email: it also serves look-ups by person (forget, reminders).
+    UniqueConstraint("canonical_email", "petition_id", name="signatures_one_per_person"),
     CheckConstraint(
         "state IN ('pending', 'validated', 'invalidated', 'fraudulent')", name="signatures_state"
     ),
-    Index("signatures_canonical_email", "canonical_email"),
     Index("signatures_petition_accepted", "petition_id", "accepted_at"),
 )
 

@@ -50,6 +50,10 @@ class SignatureStreams:
 
     def __init__(self, client: redis.Redis, keys: Keys, group: str = CONSUMER_GROUP) -> None:
         self._redis = client
+        # The same connections, but XREADGROUP's reply left as Redis sends it: redis-py would
+        # build a dict per entry, which cost more than decoding the entry itself.
+        self._raw = redis.Redis(connection_pool=client.connection_pool)
+        self._raw.set_response_callback("XREADGROUP", _as_sent)
         self._keys = keys
         self._group = group
         self._trim = client.register_script(lua("trim"))
@@ -69,18 +73,25 @@ class SignatureStreams:
         """New entries from every shard, about `batch_size` in all, waiting up to `block_ms`."""
         per_shard = max(1, math.ceil(batch_size / self._keys.shards))
         with translated():
-            reply: Any = self._redis.xreadgroup(
+            reply: Any = self._raw.xreadgroup(
                 self._group,
                 consumer,
                 dict.fromkeys(self._streams, ">"),
                 count=per_shard,
                 block=block_ms,
             )
-        return [
-            entry
-            for stream, messages in reply or []
-            for entry in _entries(self._keys.shard_of(_text(stream)), messages, {})
-        ]
+        if isinstance(reply, dict):  # RESP3: {stream: [entries]}
+            reply = list(reply.items())
+        entries: list[Entry] = []
+        for stream, messages in reply or []:
+            shard = self._keys.shard_of(_text(stream))
+            for entry_id, fields in messages:
+                if fields and fields[0] == FIELD:
+                    payload = fields[1]
+                else:  # a deleted entry (no fields), or another producer's field order
+                    payload = dict(zip(fields[::2], fields[1::2], strict=True)).get(FIELD) if fields else None
+                entries.append(Entry(shard, _text(entry_id), payload))
+        return entries
 
     def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
         """Take over entries another consumer has held longer than `min_idle_ms`.
@@ -136,6 +147,10 @@ class SignatureStreams:
             )
             pipe.xack(self._keys.stream(entry.shard), self._group, entry.entry_id)
             pipe.execute()
+
+
+def _as_sent(response: Any, **options: Any) -> Any:
+    return response
 
 
 def _entries(shard: int, messages: Any, deliveries: dict[str, int]) -> list[Entry]:

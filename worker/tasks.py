@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 import uuid
 from typing import Any
 
+from celery import signals
 from celery.utils import worker_direct
 
 from worker.celery import app, settings
@@ -15,6 +17,17 @@ from worker.leases import DrainerLeases
 from worker.runtime import runtime
 
 log = logging.getLogger("sigingest.drain")
+
+
+@signals.worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]
+def settle_collector(**_: Any) -> None:
+    """In each pool process: leave what is loaded by now (modules, Celery, settings) out of
+    Python's cyclic collections for good (`gc.freeze`), and collect less often. A batch makes
+    and drops some ten thousand objects, nearly none in cycles; with the default thresholds the
+    collector ran many times per batch and walked the whole heap every few batches, ~6 µs per
+    signature (bench.drain_cpu with and without)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
 
 
 def lease_ttl_ms() -> int:

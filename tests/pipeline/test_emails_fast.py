@@ -78,3 +78,17 @@ def test_canonical_form_follows_the_normalized_address(address: str) -> None:
     checked = EmailChecker().check(address)
     assert checked.normalized == reference(address)
     assert checked.canonical == canonical_email(reference(address))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(local_parts, domains)
+@example("PostMaster", "Example.org")
+@example("Ann.Lee+x", "GoogleMail.com")
+@example("a" * 64, "a" * 63 + ".com")
+def test_the_canonical_address_matches_the_one_from_validate_email(local: str, domain: str) -> None:
+    address = f"{local}@{domain}"
+    checker = EmailChecker()
+    expected = outcome(lambda a: canonical_email(reference(a)), address)
+    for _ in range(2):  # fresh, then from the per-domain cache
+        assert outcome(checker.canonical, address) == expected
+        assert outcome(lambda a: checker.check(a).canonical, address) == expected

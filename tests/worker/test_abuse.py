@@ -87,6 +87,23 @@ def test_judging_the_same_rows_again_gives_the_same_outcome(rt: Runtime) -> None
     assert judged(guard, rows[4:]) == {"s4": "validated", "s5": "fraudulent"}
 
 
+def test_a_one_signature_window_counts_like_any_other_when_it_is_seen_again(rt: Runtime) -> None:
+    # Given a window holding one signature (kept as a string, the usual case)
+    guard = AbuseGuard(rt.redis, rt.keys, AbusePolicy(burst=RateLimit(1, 60), sustained=RateLimit(5, 300)))
+    assert judged(guard, [row("first", 0)]) == {"first": "validated"}
+    assert judged(guard, [row("first", 0)]) == {"first": "validated"}  # redelivered: still alone
+    # When later and earlier signatures from the same IP arrive, one at a time or together
+    assert judged(guard, [row("second", 30)]) == {"second": "fraudulent"}
+    assert judged(guard, [row("earlier", -100), row("much-later", 400)]) == {
+        "earlier": "validated",
+        "much-later": "validated",
+    }
+    # Then every one of them is in the window, each once
+    window = rt.keys.abuse_window(1, "a1")
+    assert rt.redis.zrange(window, 0, -1) == [b"earlier", b"first", b"second", b"much-later"]
+    assert 0 < rt.redis.ttl(window) <= 2 * 300 + 3600
+
+
 def entries_from(ip: str, petition: int, count: int, start_ms: int, step_ms: int) -> list[bytes]:
     return [
         encode(f"e{n}", petition, start_ms + n * step_ms, ip, SignatureFields(f"p{n}@example.org", "P"))

@@ -2,7 +2,8 @@
 signatures, report every mismatch and, asked to, repair it.
 
 Why the repair is safe while batches are being written (READ COMMITTED): the batch writer
-inserts its rows (the foreign key takes a KEY SHARE lock on their petition's row), then locks
+inserts its rows (the petition-reference trigger, migration 0003, takes a KEY SHARE lock on
+their petition's row at the end of the insert, as a foreign key would), then locks
 its petitions `FOR NO KEY UPDATE` in id order, adds `+n`, and commits rows and counts together.
 The repair locks the petition row `FOR UPDATE`, which conflicts with both locks, then counts in
 a new statement (so a new snapshot), then sets the count, in one transaction. So a batch already

@@ -1,59 +1,108 @@
 -- Rate windows for one batch in one call. For every submission: add it to its (petition, hashed
--- IP) sorted set, keyed by receipt so a redelivered entry is never added twice, then count the
+-- IP) window, keyed by receipt so a redelivered entry is never added twice, then count the
 -- submissions before it (by accepted-at, ties by receipt) inside each window (t - W, t].
--- KEYS: one sorted set per (petition, hashed IP); members receipts, scores accepted-at in ms
+-- A window is a sorted set (members receipts, scores accepted-at in ms), except while it holds a
+-- single member: then it is a string "<ms> <receipt>" (the usual case, a signer signing once;
+-- one SET instead of three sorted-set calls), turned into a sorted set when a second one comes.
+-- KEYS: one window per (petition, hashed IP): first the S windows that get one member each in
+--   this batch, then the others
 -- ARGV[1] burst window ms   ARGV[2] sustained window ms   ARGV[3] key TTL in seconds
--- then, for each key in order: n, followed by n pairs (receipt, accepted-at ms)
--- Returns, per submission in ARGV order: count in the burst window, count in the sustained window
+-- ARGV[4] S, then one "<ms> <receipt>" for each of the first S keys, then for each other key:
+--   n, followed by n pairs (receipt, accepted-at ms)
+-- Returns, for each submission with anything before it in a window, flat: its position (1-based,
+-- in ARGV order), its count in the burst window, its count in the sustained window. Submissions
+-- not listed have no earlier signature in either window.
 local burst, sustained, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local keep = 2 * math.max(burst, sustained)
 local out = {}
-local i = 4
-for k = 1, #KEYS do
-  local key = KEYS[k]
-  local n = tonumber(ARGV[i])
-  local first = i + 1
+local position = 0
+
+-- "<ms> <receipt>" as {ms, receipt}
+local function split(value)
+  local sep = string.find(value, ' ', 1, true)
+  return {tonumber(string.sub(value, 1, sep - 1)), string.sub(value, sep + 1)}
+end
+
+-- A window stored as a string becomes the sorted set of its one member.
+local function as_sorted_set(key)
+  if redis.call('TYPE', key)['ok'] == 'string' then
+    local member = split(redis.call('GET', key))
+    redis.call('DEL', key)
+    redis.call('ZADD', key, member[1], member[2])
+  end
+end
+
+-- Add `members` ({ms, receipt} each) to the window `key`, count, and note the counts.
+local function add_and_count(key, members)
+  as_sorted_set(key)
+  local n = #members
   local newest = 0
   local pairs = {}
-  for j = 0, n - 1 do
-    local t = tonumber(ARGV[first + 2 * j + 1])
+  for j = 1, n do
+    local t = members[j][1]
     if t > newest then newest = t end
-    pairs[#pairs + 1] = ARGV[first + 2 * j + 1]
-    pairs[#pairs + 1] = ARGV[first + 2 * j]
-    if #pairs >= 1000 or j == n - 1 then  -- unpack() is bounded by Lua's stack
+    pairs[#pairs + 1] = t
+    pairs[#pairs + 1] = members[j][2]
+    if #pairs >= 1000 or j == n then  -- unpack() is bounded by Lua's stack
       redis.call('ZADD', key, unpack(pairs))
       pairs = {}
     end
   end
   if n <= 16 and redis.call('ZCARD', key) == n then
-    -- A window holding only this batch's few members (the usual case: many people, one or two
-    -- signatures each): count among them here instead of three calls per member.
-    local times = {}
-    for j = 0, n - 1 do times[j + 1] = {tonumber(ARGV[first + 2 * j + 1]), ARGV[first + 2 * j]} end
+    -- A window holding only this batch's few members: count among them here instead of three
+    -- calls per member.
     for j = 1, n do
-      local t, member = times[j][1], times[j][2]
+      local t, member = members[j][1], members[j][2]
       local b, s = 0, 0
       for m = 1, n do
-        local u, other = times[m][1], times[m][2]
+        local u, other = members[m][1], members[m][2]
         if u < t or (u == t and other < member) then
           if u > t - burst then b = b + 1 end
           if u > t - sustained then s = s + 1 end
         end
       end
-      out[#out + 1] = b
-      out[#out + 1] = s
+      if b + s > 0 then
+        out[#out + 1] = position + j
+        out[#out + 1] = b
+        out[#out + 1] = s
+      end
     end
   else
-    for j = 0, n - 1 do
-      local member, t = ARGV[first + 2 * j], tonumber(ARGV[first + 2 * j + 1])
+    for j = 1, n do
+      local t, member = members[j][1], members[j][2]
       local rank = redis.call('ZRANK', key, member)
-      out[#out + 1] = rank - redis.call('ZCOUNT', key, '-inf', string.format('%d', t - burst))
-      out[#out + 1] = rank - redis.call('ZCOUNT', key, '-inf', string.format('%d', t - sustained))
+      local b = rank - redis.call('ZCOUNT', key, '-inf', string.format('%d', t - burst))
+      local s = rank - redis.call('ZCOUNT', key, '-inf', string.format('%d', t - sustained))
+      if b + s > 0 then
+        out[#out + 1] = position + j
+        out[#out + 1] = b
+        out[#out + 1] = s
+      end
     end
     -- Keep what a late, out-of-order entry could still need; older members only cost memory.
     redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%d', newest - keep))
   end
   redis.call('EXPIRE', key, ttl)
-  i = first + 2 * n
+  position = position + n
+end
+
+local singles = tonumber(ARGV[4])
+for k = 1, singles do
+  -- A new window: this member alone, nothing before it. Else count it with the others.
+  if redis.call('SET', KEYS[k], ARGV[4 + k], 'EX', ttl, 'NX') then
+    position = position + 1
+  else
+    add_and_count(KEYS[k], {split(ARGV[4 + k])})
+  end
+end
+local i = 5 + singles
+for k = singles + 1, #KEYS do
+  local n = tonumber(ARGV[i])
+  local members = {}
+  for j = 1, n do
+    members[j] = {tonumber(ARGV[i + 2 * j]), ARGV[i + 2 * j - 1]}
+  end
+  add_and_count(KEYS[k], members)
+  i = i + 1 + 2 * n
 end
 return out

@@ -90,8 +90,17 @@ def needs_rate_check(row: Row, policy: AbusePolicy) -> bool:
 
 
 def rows_to_count(rows: Sequence[Row], policy: AbusePolicy) -> list[Row]:
-    """The rows whose hashed IP must be counted in the rate windows."""
-    return [row for row in rows if needs_rate_check(row, policy)]
+    """The rows whose hashed IP must be counted in the rate windows (`needs_rate_check`)."""
+    if not policy.limits:
+        return []
+    allowed_ips, allowed_domains = policy.allowed_ip_hashes, policy.allowed_domains
+    return [
+        row
+        for row in rows
+        if row.ip_hash is not None
+        and row.ip_hash not in allowed_ips
+        and not (allowed_domains and in_domains(domain_of(row), allowed_domains))
+    ]
 
 
 def over_limit(counts: PriorCounts, policy: AbusePolicy) -> bool:
@@ -105,8 +114,10 @@ def judge(rows: Sequence[Row], counts: Mapping[str, PriorCounts], policy: AbuseP
     `counts` maps the receipts of `rows_to_count` to their prior counts; a row missing from it,
     or exempt (no IP hash, an allowed IP or domain), is not rate-limited.
     """
-    judged = []
     blocking = bool(policy.blocked_emails or policy.blocked_domains)
+    if not blocking and not counts:
+        return list(rows)  # the usual batch: nobody blocked, nobody with an earlier signature
+    judged = []
     for row in rows:
         prior = counts.get(row.receipt)
         if (blocking and is_blocked(row, policy)) or (

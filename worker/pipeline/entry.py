@@ -61,6 +61,43 @@ def encode(
     return orjson.dumps(body)
 
 
+# What `decode_usual` reads from an entry: receipt, petition id, accepted-at, IP hash, raw
+# fields, honeypot flag (a plain tuple: the drain builds one per signature).
+Usual = tuple[str, int, datetime, str | None, dict[str, Any], bool]
+
+
+def decode_usual(payload: bytes | None, times: dict[int, datetime]) -> Usual | None:
+    """`decode`'s answer for an entry as our intake writes it, in fewer calls; None for anything
+    else, which `decode` then answers (or refuses) itself. `times` caches the accepted-at
+    datetime per millisecond: the entries of a spike share them."""
+    try:
+        body = orjson.loads(payload or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if body.__class__ is not dict:
+        return None
+    receipt, petition_id, accepted_ms = body.get("r"), body.get("p"), body.get("t")
+    fields, ip_hash, honeypot = body.get("f"), body.get("ip"), body.get("hp", 0)
+    if (
+        receipt.__class__ is not str
+        or not 0 < len(receipt) <= 64
+        or petition_id.__class__ is not int
+        or accepted_ms.__class__ is not int
+        or fields.__class__ is not dict
+        or not (ip_hash is None or ip_hash.__class__ is str)
+        or honeypot.__class__ is not int
+        or not (honeypot == 0 or honeypot == 1)
+    ):
+        return None
+    accepted_at = times.get(accepted_ms)
+    if accepted_at is None:
+        try:
+            accepted_at = times[accepted_ms] = datetime.fromtimestamp(accepted_ms / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return receipt, petition_id, accepted_at, ip_hash, fields, honeypot == 1
+
+
 def decode(entry: Entry) -> Submission:
     """Read an entry; raise `UndecodableEntry` when it is not what the intake writes."""
     try:

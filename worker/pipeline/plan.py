@@ -14,8 +14,8 @@ from typing import NamedTuple
 from email_validator import EmailNotValidError
 
 from worker.pipeline.emails import EmailChecker
-from worker.pipeline.entry import Entry, Submission, UndecodableEntry, decode
-from worker.pipeline.fields import InvalidFields, parse_fields
+from worker.pipeline.entry import Entry, Submission, UndecodableEntry, decode, decode_usual
+from worker.pipeline.fields import InvalidFields, parse_fields, usual_fields
 
 MAX_PETITION_ID = 2**63 - 1
 
@@ -80,28 +80,70 @@ class BatchPlan:
 
 
 def plan_batch(entries: Sequence[Entry], emails: EmailChecker) -> BatchPlan:
-    """Decode, validate, canonicalise and deduplicate one batch. Never raises for bad entries."""
+    """Decode, validate, canonicalise and deduplicate one batch. Never raises for bad entries.
+
+    An entry as our intake writes it, with valid fields and email, takes `usual_row` (fewer
+    calls and objects: this loop runs for every signature); any other entry, or one that path
+    does not accept, goes through `decode` and `check_submission`, which give the reasons."""
     plan = BatchPlan(entries=list(entries))
+    rows, rejects = plan.rows, plan.rejects
     seen_receipts: set[str] = set()
     seen_people: set[tuple[int, str]] = set()
+    times: dict[int, datetime] = {}
     for entry in entries:
+        row = usual_row(entry.payload, emails, times)
+        if row is not None:
+            if row.receipt in seen_receipts:
+                continue  # the same entry twice in one batch (a claim raced a read): once is enough
+            seen_receipts.add(row.receipt)
+            person = (row.petition_id, row.canonical_email)
+            if person in seen_people:
+                rejects.append(Reject(row.receipt, row.petition_id, "duplicate", None, row.accepted_at))
+            else:
+                seen_people.add(person)
+                rows.append(row)
+            continue
         try:
             submission = decode(entry)
         except UndecodableEntry as exc:
             plan.poison.append(Poison(entry, str(exc)))
             continue
         if submission.receipt in seen_receipts:
-            continue  # the same entry twice in one batch (a claim raced a read): once is enough
+            continue
         seen_receipts.add(submission.receipt)
         outcome = check_submission(submission, emails)
         if isinstance(outcome, Reject):
-            plan.rejects.append(outcome)
+            rejects.append(outcome)
         elif (outcome.petition_id, outcome.canonical_email) in seen_people:
-            plan.rejects.append(_reject(submission, "duplicate", None))
+            rejects.append(_reject(submission, "duplicate", None))
         else:
             seen_people.add((outcome.petition_id, outcome.canonical_email))
-            plan.rows.append(outcome)
+            rows.append(outcome)
     return plan
+
+
+_new_row = tuple.__new__
+
+
+def usual_row(payload: bytes | None, emails: EmailChecker, times: dict[int, datetime]) -> Row | None:
+    """`check_submission(decode(entry))` when that is a row and the entry, its fields and its
+    email are as our intake writes them; None for anything else (decode it, then)."""
+    usual = decode_usual(payload, times)
+    if usual is None:
+        return None
+    receipt, petition_id, accepted_at, ip_hash, raw_fields, honeypot = usual
+    fields = usual_fields(raw_fields)
+    if fields is None or not 0 < petition_id <= MAX_PETITION_ID:
+        return None
+    email, name, postcode, country, opt_in = fields
+    try:
+        canonical = emails.canonical(email)
+    except EmailNotValidError:
+        return None
+    state = "fraudulent" if honeypot else "validated"
+    # Row(...) without its keyword-handling __new__: the same tuple, built in one C call.
+    values = (receipt, petition_id, email, canonical, name, postcode, country, opt_in, ip_hash, accepted_at)
+    return _new_row(Row, (*values, state))
 
 
 def check_submission(submission: Submission, emails: EmailChecker) -> Row | Reject:
@@ -133,6 +175,10 @@ def check_submission(submission: Submission, emails: EmailChecker) -> Row | Reje
 
 def check_petitions(rows: Iterable[Row], states: dict[int, PetitionState]) -> tuple[list[Row], list[Reject]]:
     """Keep rows whose petition exists and was open when the signature was accepted."""
+    rows = list(rows)
+    petitions = {row.petition_id for row in rows}
+    if all(p in states and states[p].status == "open" for p in petitions):
+        return rows, []  # the usual batch: every row kept, without a look at each
     kept: list[Row] = []
     rejects: list[Reject] = []
     for row in rows:
