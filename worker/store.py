@@ -34,6 +34,8 @@ SELECT {ROW_COLUMNS} FROM signatures WITH NO DATA
 # Every insert goes in key order: two concurrent batches that share a person (or, redelivered,
 # a receipt) then wait for each other's unique-index entries in one direction only, never in a
 # cycle; unordered, they deadlocked under a viral spike (tests/faults/test_viral_petition.py).
+# COLLATE "C" sorts bytes (abbreviated keys, no locale calls); any order all writers share will
+# do, and under a C or C.UTF-8 database collation it is the index's own order.
 # What comes back is small: stored rows counted per (petition, state), and the staged rows that
 # were not stored (~10 %: they lost to an earlier signature, or are a redelivery), one by one.
 INSERT_SIGNATURES = f"""
@@ -41,7 +43,7 @@ WITH stored AS (
     INSERT INTO signatures ({ROW_COLUMNS})
     SELECT {ROW_COLUMNS} FROM sig_staging s
     WHERE NOT EXISTS (SELECT 1 FROM rejected_signatures r WHERE r.receipt = s.receipt)
-    ORDER BY s.canonical_email, s.petition_id
+    ORDER BY s.canonical_email COLLATE "C", s.petition_id
     ON CONFLICT DO NOTHING
     RETURNING receipt, petition_id, state
 )
