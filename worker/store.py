@@ -215,7 +215,8 @@ class SignatureStore:
         self, conn: psycopg.Connection[tuple[object, ...]], plan: BatchPlan, insert: str
     ) -> BatchOutcome:
         outcome = BatchOutcome()
-        states = self._petition_states(conn, plan.petition_ids())
+        petition_ids = plan.petition_ids()
+        states = self._petition_states(conn, petition_ids)
         rows, petition_rejects = check_petitions(plan.rows, states)
         if rows:
             with conn.cursor().copy(f"COPY sig_staging ({ROW_COLUMNS}) FROM STDIN") as copy:
@@ -238,7 +239,7 @@ class SignatureStore:
                 else:
                     outcome.uncounted += int(n)  # type: ignore[call-overload]
         self._insert_rejects(conn, [*plan.rejects, *petition_rejects], outcome)
-        outcome.counts = self._add_counts(conn, outcome, plan.petition_ids())
+        outcome.counts = self._add_counts(conn, outcome, petition_ids)
         return outcome
 
     @staticmethod

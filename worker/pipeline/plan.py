@@ -72,6 +72,8 @@ class BatchPlan:
     @property
     def done_entries(self) -> list[Entry]:
         """Entries to acknowledge once the plan is committed: all but the poison."""
+        if not self.poison:
+            return self.entries
         poisoned = {(p.entry.shard, p.entry.entry_id) for p in self.poison}
         return [e for e in self.entries if (e.shard, e.entry_id) not in poisoned]
 
