@@ -57,7 +57,8 @@ def instrument_module() -> None:
 
 
 def one_run(env: BenchEnv, n: int, label: str) -> dict[str, float]:
-    _, rt = env.fresh(label)
+    overrides = {"batch_size": int(os.environ["BATCH_SIZE"])} if os.environ.get("BATCH_SIZE") else {}
+    _, rt = env.fresh(label, **overrides)
     fill(rt, env.petition_ids, signatures(n, tag=label))
     drainer = rt.drainer
     PHASES.clear()

@@ -74,9 +74,8 @@ class AbuseGuard:
         if not rows:
             return {}
         groups: dict[str, list[Row]] = {}
-        window = self._keys.abuse_window
-        for row in rows:
-            key = window(row.petition_id, row.ip_hash)  # type: ignore[arg-type]
+        keys = self._keys.abuse_windows([(row.petition_id, row.ip_hash) for row in rows])  # type: ignore[misc]
+        for key, row in zip(keys, rows, strict=True):
             group = groups.get(key)
             if group is None:
                 groups[key] = [row]

@@ -15,6 +15,7 @@ CONSUMER_GROUP = "ingest"
 INGEST_QUEUE = "ingest"
 REMINDERS_QUEUE = "reminders"
 HEX_DIGEST = re.compile(r"[0-9a-f]{1,64}")
+HEX_DIGEST_LINES = re.compile(r"(?:[0-9a-f]{1,64}\n)*")
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,15 @@ class Keys:
         if not HEX_DIGEST.fullmatch(ip_hash):
             ip_hash = hashlib.sha256(ip_hash.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         return f"{self.prefix}abuse:{int(petition_id)}:{ip_hash}"
+
+    def abuse_windows(self, windows: list[tuple[int, str]]) -> list[str]:
+        """`abuse_window` of each (petition id, IP hash), the hashes checked in one regex call
+        (a batch has thousands)."""
+        hashes = "\n".join([ip_hash for _, ip_hash in windows]) + "\n"
+        if hashes.count("\n") == len(windows) and HEX_DIGEST_LINES.fullmatch(hashes):
+            prefix = f"{self.prefix}abuse:"
+            return [f"{prefix}{int(petition_id)}:{ip_hash}" for petition_id, ip_hash in windows]
+        return [self.abuse_window(petition_id, ip_hash) for petition_id, ip_hash in windows]
 
     @property
     def suspicious_report(self) -> str:

@@ -34,15 +34,24 @@ SELECT {ROW_COLUMNS} FROM signatures WITH NO DATA
 # Every insert goes in key order: two concurrent batches that share a person (or, redelivered,
 # a receipt) then wait for each other's unique-index entries in one direction only, never in a
 # cycle; unordered, they deadlocked under a viral spike (tests/faults/test_viral_petition.py).
+# COLLATE "C" sorts bytes (abbreviated keys, no locale calls); any order all writers share will
+# do, and under a C or C.UTF-8 database collation it is the index's own order.
 # What comes back is small: stored rows counted per (petition, state), and the staged rows that
 # were not stored (~10 %: they lost to an earlier signature, or are a redelivery), one by one.
+#
+# The usual statement names one arbiter, the person's key: every row that would clash on its
+# receipt clashes on its person too (a redelivery is the same signature), so checking the
+# receipt index (and the primary key) before each insert, as a bare ON CONFLICT does, was
+# ~5 µs of PostgreSQL per row spent for nothing. Where a stored row's person key was rewritten
+# since (`anonymize`), or a producer reused a receipt, the receipt index refuses the insert
+# (23505) and the batch is written again with ON_ANY_CONFLICT, which skips such rows as before.
 INSERT_SIGNATURES = f"""
 WITH stored AS (
     INSERT INTO signatures ({ROW_COLUMNS})
     SELECT {ROW_COLUMNS} FROM sig_staging s
     WHERE NOT EXISTS (SELECT 1 FROM rejected_signatures r WHERE r.receipt = s.receipt)
-    ORDER BY s.canonical_email, s.petition_id
-    ON CONFLICT DO NOTHING
+    ORDER BY s.canonical_email COLLATE "C", s.petition_id
+    ON CONFLICT (canonical_email, petition_id) DO NOTHING
     RETURNING receipt, petition_id, state
 )
 SELECT NULL, petition_id, state, count(*), NULL FROM stored GROUP BY petition_id, state
@@ -50,9 +59,16 @@ UNION ALL
 SELECT s.receipt, s.petition_id, NULL, 0, s.accepted_at FROM sig_staging s
 WHERE NOT EXISTS (SELECT 1 FROM stored i WHERE i.receipt = s.receipt)
 """
-# Rejects, and the staged rows that were not inserted (passed back in as rejects with reason
-# `duplicate`: ~10 % of a batch, so only they are probed, not every staged row). A receipt
-# already stored (a redelivery) is not recorded, nor one already rejected (erased, duplicate).
+ON_ANY_CONFLICT = INSERT_SIGNATURES.replace(
+    "ON CONFLICT (canonical_email, petition_id) DO NOTHING", "ON CONFLICT DO NOTHING"
+)
+assert ON_ANY_CONFLICT != INSERT_SIGNATURES
+
+
+class ReceiptTaken(Exception):
+    """The usual insert met a stored receipt under another person key: write with ON_ANY_CONFLICT."""
+
+
 # The rejects arrive as one JSON array of `Reject` objects (orjson writes it in one C call;
 # five Python lists through psycopg's array dumper cost ~20 µs per reject); counted per
 # (petition, reason) on the way back.
@@ -185,20 +201,33 @@ class SignatureStore:
         `BatchRejected`; in either case nothing of the plan is committed."""
         conn = self._connection()
         try:
-            with translated(), conn.transaction():
-                return self._write(conn, plan)
+            try:
+                with translated(), conn.transaction():
+                    return self._write(conn, plan, INSERT_SIGNATURES)
+            except ReceiptTaken:  # rolled back: write it again, skipping rows that clash on any key
+                with translated(), conn.transaction():
+                    return self._write(conn, plan, ON_ANY_CONFLICT)
         except RetryLater:
             self.close()
             raise
 
-    def _write(self, conn: psycopg.Connection[tuple[object, ...]], plan: BatchPlan) -> BatchOutcome:
+    def _write(
+        self, conn: psycopg.Connection[tuple[object, ...]], plan: BatchPlan, insert: str
+    ) -> BatchOutcome:
         outcome = BatchOutcome()
-        states = self._petition_states(conn, plan.petition_ids())
+        petition_ids = plan.petition_ids()
+        states = self._petition_states(conn, petition_ids)
         rows, petition_rejects = check_petitions(plan.rows, states)
         if rows:
             with conn.cursor().copy(f"COPY sig_staging ({ROW_COLUMNS}) FROM STDIN") as copy:
                 copy.write(copy_text(rows))
-            for receipt, petition_id, state, n, accepted_at in conn.execute(INSERT_SIGNATURES):
+            try:
+                stored = conn.execute(insert).fetchall()
+            except pg_errors.UniqueViolation:
+                if insert is ON_ANY_CONFLICT:
+                    raise
+                raise ReceiptTaken from None
+            for receipt, petition_id, state, n, accepted_at in stored:
                 if receipt is not None:
                     # Lost to an earlier signature of the same person, or a redelivery:
                     # INSERT_REJECTS skips receipts already stored or already rejected.
@@ -210,7 +239,7 @@ class SignatureStore:
                 else:
                     outcome.uncounted += int(n)  # type: ignore[call-overload]
         self._insert_rejects(conn, [*plan.rejects, *petition_rejects], outcome)
-        outcome.counts = self._add_counts(conn, outcome, plan.petition_ids())
+        outcome.counts = self._add_counts(conn, outcome, petition_ids)
         return outcome
 
     @staticmethod

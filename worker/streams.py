@@ -10,7 +10,6 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
-from itertools import groupby
 from typing import Any
 
 import redis
@@ -90,7 +89,7 @@ class SignatureStreams:
                     payload = fields[1]
                 else:  # a deleted entry (no fields), or another producer's field order
                     payload = dict(zip(fields[::2], fields[1::2], strict=True)).get(FIELD) if fields else None
-                entries.append(Entry(shard, _text(entry_id), payload))
+                entries.append(_new_entry(Entry, (shard, entry_id.decode(), payload, 1)))
         return entries
 
     def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
@@ -116,8 +115,7 @@ class SignatureStreams:
     def touch(self, consumer: str, entries: Sequence[Entry]) -> None:
         """Reset the idle time of entries this consumer still works on, so nobody claims them."""
         with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for shard, group in _by_shard(entries):
-                ids: list[Any] = [e.entry_id for e in group]
+            for shard, ids in _ids_by_shard(entries):
                 pipe.xclaim(self._keys.stream(shard), self._group, consumer, 0, ids, justid=True)
             pipe.execute()
 
@@ -126,9 +124,9 @@ class SignatureStreams:
         if not entries:
             return
         with translated(), self._redis.pipeline(transaction=False) as pipe:
-            for shard, group in _by_shard(entries):
+            for shard, ids in _ids_by_shard(entries):
                 stream = self._keys.stream(shard)
-                pipe.xack(stream, self._group, *[e.entry_id for e in group])
+                pipe.xack(stream, self._group, *ids)
                 self._trim(keys=[stream], args=[self._group], client=pipe)
             pipe.execute()
 
@@ -149,6 +147,9 @@ class SignatureStreams:
             pipe.execute()
 
 
+_new_entry = tuple.__new__  # Entry(...) without its keyword-handling __new__: one C call
+
+
 def _as_sent(response: Any, **options: Any) -> Any:
     return response
 
@@ -162,10 +163,16 @@ def _entries(shard: int, messages: Any, deliveries: dict[str, int]) -> list[Entr
     return entries
 
 
-def _by_shard(entries: Sequence[Entry]) -> Iterator[tuple[int, list[Entry]]]:
-    ordered = sorted(entries, key=lambda e: e.shard)
-    for shard, group in groupby(ordered, key=lambda e: e.shard):
-        yield shard, list(group)
+def _ids_by_shard(entries: Sequence[Entry]) -> list[tuple[int, list[Any]]]:
+    """The entries' ids per shard, shards in order."""
+    ids: dict[int, list[Any]] = {}
+    for entry in entries:
+        shard_ids = ids.get(entry.shard)
+        if shard_ids is None:
+            ids[entry.shard] = [entry.entry_id]
+        else:
+            shard_ids.append(entry.entry_id)
+    return sorted(ids.items())
 
 
 def _text(value: bytes | str) -> str:

@@ -236,3 +236,13 @@ def test_any_batching_of_entries_gives_the_outcome_of_the_plain_rule(rt: Runtime
         got |= judged(guard, list(reversed(rows[start : start + batch])))  # order inside a batch is free
     assert got == reference(rows, policy)
     assert set(got.values()) == {"validated", "fraudulent"}
+
+
+@pytest.mark.parametrize(
+    "hashes",
+    [["ab12", "ff", "0" * 64], ["ab12", "a\nb"], ["ab12", ""], ["ZZ"], ["0" * 65], ["ab12", "ab12\n"]],
+)
+def test_the_keys_of_a_batch_of_windows_are_those_of_each_window(hashes: list[str]) -> None:
+    keys = Keys("t:", 4)
+    windows = [(n + 1, h) for n, h in enumerate(hashes)]
+    assert keys.abuse_windows(windows) == [keys.abuse_window(p, h) for p, h in windows]

@@ -72,7 +72,8 @@ class EmailChecker:
         """Return the normalized and canonical address, or raise `EmailNotValidError`."""
         quick = self._quick(address)
         if quick is not None:
-            return CheckedEmail(*quick)
+            local, domain, canonical = quick
+            return CheckedEmail(f"{local}@{domain}", canonical)
         normalized, ascii_domain = self._fast(address) or self._full(address)
         if self._deliverability:
             problem = self._resolve(ascii_domain)
@@ -84,12 +85,13 @@ class EmailChecker:
         """The canonical address of a valid `address`, or raise `EmailNotValidError`: `check`'s
         `canonical`, with no object built on the usual path (the drain calls this per signature)."""
         quick = self._quick(address)
-        return quick[1] if quick is not None else self.check(address).canonical
+        return quick[2] if quick is not None else self.check(address).canonical
 
-    def _quick(self, address: str) -> tuple[str, str] | None:
-        """(normalized, canonical) for a dot-atom local part of at most 64 characters, ASCII or
-        safe Unicode letters, numbers, punctuation and symbols in NFC, at a plain ASCII domain
-        (nearly every address a form gets); None sends anything else to `_fast` / `_full`.
+    def _quick(self, address: str) -> tuple[str, str, str] | None:
+        """(local part and domain of the normalized address, canonical address) for a
+        dot-atom local part of at most 64 characters, ASCII or safe Unicode letters, numbers,
+        punctuation and symbols in NFC, at a plain ASCII domain (nearly every address a form
+        gets); None sends anything else to `_fast` / `_full`.
 
         Such a local part is valid as typed (`validate_email_local_part` returns it unchanged,
         at any `STRICT`; an ASCII one lowercased for RFC 2142 names), so only the cached domain
@@ -125,7 +127,7 @@ class EmailChecker:
             folded = untagged
         if facts.gmail:
             folded = folded.replace(".", "") or folded
-        return f"{local}@{facts.unicode_domain}", f"{folded}@{facts.canonical}"
+        return local, facts.unicode_domain, f"{folded}@{facts.canonical}"
 
     def _unicode_local_ok(self, local: str) -> bool:
         """True when email-validator takes this non-ASCII local part as it is: an international

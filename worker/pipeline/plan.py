@@ -72,6 +72,8 @@ class BatchPlan:
     @property
     def done_entries(self) -> list[Entry]:
         """Entries to acknowledge once the plan is committed: all but the poison."""
+        if not self.poison:
+            return self.entries
         poisoned = {(p.entry.shard, p.entry.entry_id) for p in self.poison}
         return [e for e in self.entries if (e.shard, e.entry_id) not in poisoned]
 
@@ -96,6 +98,9 @@ def plan_batch(entries: Sequence[Entry], emails: EmailChecker) -> BatchPlan:
             if row.receipt in seen_receipts:
                 continue  # the same entry twice in one batch (a claim raced a read): once is enough
             seen_receipts.add(row.receipt)
+            if isinstance(row, Reject):
+                rejects.append(row)
+                continue
             person = (row.petition_id, row.canonical_email)
             if person in seen_people:
                 rejects.append(Reject(row.receipt, row.petition_id, "duplicate", None, row.accepted_at))
@@ -125,9 +130,10 @@ def plan_batch(entries: Sequence[Entry], emails: EmailChecker) -> BatchPlan:
 _new_row = tuple.__new__
 
 
-def usual_row(payload: bytes | None, emails: EmailChecker, times: dict[int, datetime]) -> Row | None:
-    """`check_submission(decode(entry))` when that is a row and the entry, its fields and its
-    email are as our intake writes them; None for anything else (decode it, then)."""
+def usual_row(payload: bytes | None, emails: EmailChecker, times: dict[int, datetime]) -> Row | Reject | None:
+    """`check_submission(decode(entry))` when the entry and its fields are as our intake writes
+    them and valid: the row, or the `invalid_email` reject; None for anything else (decode it,
+    then)."""
     usual = decode_usual(payload, times)
     if usual is None:
         return None
@@ -138,8 +144,8 @@ def usual_row(payload: bytes | None, emails: EmailChecker, times: dict[int, date
     email, name, postcode, country, opt_in = fields
     try:
         canonical = emails.canonical(email)
-    except EmailNotValidError:
-        return None
+    except EmailNotValidError as exc:  # what `check_submission` finds after the same checks
+        return Reject(receipt, petition_id, "invalid_email", str(exc), accepted_at)
     state = "fraudulent" if honeypot else "validated"
     # Row(...) without its keyword-handling __new__: the same tuple, built in one C call.
     values = (receipt, petition_id, email, canonical, name, postcode, country, opt_in, ip_hash, accepted_at)

@@ -37,16 +37,14 @@ def upgrade() -> None:
         -- and refuse the statement if one of them does not exist.
         CREATE FUNCTION signatures_petitions_exist() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE
-            wanted bigint;
+            wanted bigint[];
             locked bigint;
         BEGIN
-            SELECT count(DISTINCT petition_id) INTO wanted FROM new_rows;
+            SELECT array_agg(DISTINCT petition_id) INTO wanted FROM new_rows;
             SELECT count(*) INTO locked FROM (
-                SELECT 1 FROM petitions
-                WHERE id IN (SELECT petition_id FROM new_rows)
-                ORDER BY id FOR KEY SHARE
+                SELECT 1 FROM petitions WHERE id = ANY(wanted) ORDER BY id FOR KEY SHARE
             ) held;
-            IF locked <> wanted THEN
+            IF locked <> coalesce(cardinality(wanted), 0) THEN
                 RAISE EXCEPTION 'insert or update on table "signatures" violates the petition reference'
                     USING ERRCODE = 'foreign_key_violation';
             END IF;
