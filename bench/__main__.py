@@ -187,10 +187,14 @@ def stage_freshness(env: BenchEnv, args: argparse.Namespace, results: dict[str, 
             time.sleep(1)
             sent = latency.probe(base, [hot], 50, args.seconds, env.tag + "f")
             feeder.join()
+            if feeder.exitcode != 0:  # the figures would be measured without the load they claim
+                raise RuntimeError(f"the freshness feed failed (exit code {feeder.exitcode}); see above")
             commit_s = latency.to_commit(watch, sent)
             live_s = latency.to_live(watch, sent)
+    fed = int(rt.redis.hget(rt.keys.totals, "accepted") or 0) - len(sent)
     results["freshness"] = {
         "offered_per_second": round(rate),
+        "fed_by_the_feed": fed,  # ~ rate * (seconds + 2): the background load really offered
         "probes": len(sent),
         "to_committed_row": latency.summary(commit_s),
         "to_live_count": latency.summary(live_s),

@@ -139,7 +139,12 @@ def feed(settings_json: str, petition_ids: list[int], rate: float, seconds: floa
                 pid = petition_ids[sig.petition]
                 stream = keys.stream(keys.shard_for_email(sig.email))
                 payload = encode(f"f{tag}{i}", pid, now, None, SignatureFields(sig.email, sig.name))
-                append(keys=[keys.petition(pid), stream, stream], args=[payload, "", 1, 0, "0"], client=pipe)
+                # The intake's four keys (no idempotency key: the stream stands in for it).
+                append(
+                    keys=[keys.petition(pid), stream, stream, keys.totals],
+                    args=[payload, "", 1, 0, "0"],
+                    client=pipe,
+                )
             pipe.execute()
         done = due
     client.close()
