@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,16 @@ def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
-def start_api(settings: Settings, workers: int = 1, **extra: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_api(
+    settings: Settings, workers: int = 1, prefix: Sequence[str] = (), cwd: Path | None = None, **extra: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`sigingest api` on a free port, once it answers /readyz; `prefix` wraps the command
+    (e.g. `taskset -c 0`), `cwd` runs another checkout (with PYTHONPATH in `extra`)."""
     port = free_port()
     env = settings_env(settings, **extra)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "api", "--port", str(port), "--workers", str(workers)],
+        [*prefix, sys.executable, "-m", "worker.cli", "api", "--port", str(port), "--workers", str(workers)],
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -18,10 +18,10 @@ import sys
 import uuid
 from pathlib import Path
 
-import httpx
 import redis
 
-from bench.env import cpu_seconds, family, free_port, settings_env, stop, wait_until
+from bench import intake
+from bench.env import cpu_seconds, family, stop
 from bench.intake import LUA
 from worker.registry import PetitionCard
 from worker.runtime import Runtime
@@ -31,24 +31,8 @@ PETITIONS = 50
 
 
 def start_api(settings: Settings, tree: Path, workers: int, cpus: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = settings_env(settings, PYTHONPATH=str(tree))
-    argv = [sys.executable, "-m", "worker.cli", "api", "--port", str(port), "--workers", str(workers)]
-    proc = subprocess.Popen(
-        ["taskset", "-c", cpus, *argv], cwd=tree, env=env, stdout=subprocess.DEVNULL, start_new_session=True
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{base}/readyz", timeout=0.5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    if not wait_until(ready, 30):
-        stop(proc)
-        raise RuntimeError("the intake did not start")
-    return proc, base
+    """The intake of checkout `tree`, pinned to `cpus`."""
+    return intake.start_api(settings, workers, ("taskset", "-c", cpus), tree, PYTHONPATH=str(tree))
 
 
 def profiled(api_pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:

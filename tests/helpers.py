@@ -125,6 +125,16 @@ def start_worker(
     )
 
 
+def healthy(url: str) -> bool:
+    """The intake at `url` answers its liveness check."""
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

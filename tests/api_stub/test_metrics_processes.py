@@ -15,7 +15,7 @@ from api_stub.tallies import RouteTally, Tallies, summed
 from api_stub.tally_files import TallyFiles, dump, load
 from tests.conftest import PetitionFactory
 from tests.faults.harness import free_port
-from tests.helpers import Child, settings_env, stop_process, wait_for
+from tests.helpers import Child, healthy, settings_env, stop_process, wait_for
 from worker import metrics as m
 from worker.settings import Settings
 
@@ -89,14 +89,8 @@ def test_every_scrape_counts_the_requests_of_both_intake_processes(
     )
     url = f"http://127.0.0.1:{port}"
 
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(answers, timeout=60, interval=0.1)
+        wait_for(lambda: healthy(url), timeout=60, interval=0.1)
         wait_for(lambda: len(list(shared.glob("*.json"))) == 2, timeout=30)  # both processes up
         asyncio.run(sign_concurrently(url, petition.id, 400))
         accepted = (m.INTAKE_REQUESTS, (("route", ROUTE), ("status", "202")))

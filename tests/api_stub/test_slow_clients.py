@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.faults.harness import free_port
-from tests.helpers import Child, settings_env, stop_process, wait_for
+from tests.helpers import Child, healthy, settings_env, stop_process, wait_for
 from worker.registry import PetitionCard
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -49,14 +49,8 @@ def server(redis_url: str) -> Iterator[tuple[int, int]]:
         env=settings_env(s),
     )
 
-    def up() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(up, timeout=20, interval=0.1)
+        wait_for(lambda: healthy(f"http://127.0.0.1:{port}"), timeout=20, interval=0.1)
         yield port, 1
     finally:
         stop_process(proc, timeout=10)

@@ -6,12 +6,11 @@ import sys
 import uuid
 from collections.abc import Iterator
 
-import httpx
 import orjson
 import psycopg
 import pytest
 
-from tests.helpers import Child, settings_env, start_worker, stop_process, wait_for
+from tests.helpers import Child, healthy, settings_env, start_worker, stop_process, wait_for
 from worker.cli import build_parser
 from worker.demo_data import SEED_STARTER, SEED_TITLE, Kind, SpikeShape, plan_spike
 from worker.embedded import free_port
@@ -31,14 +30,8 @@ def intake(settings: Settings) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
 
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz").status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(answers, timeout=60, interval=0.1)
+        wait_for(lambda: healthy(url), timeout=60, interval=0.1)
         yield url
     finally:
         stop_process(process)
