@@ -1,9 +1,10 @@
 """Redis adapter for the abuse limits: count a batch's rate windows in one round trip.
 
 `AbuseGuard` is the Drainer's `abuse` collaborator: given a batch's planned rows it returns
-them with `state = 'fraudulent'` where `worker.pipeline.abuse` says so. The windows are sorted
-sets of receipts (`Keys.abuse_window`), so counting is idempotent: an entry redelivered after a
-crash, or a batch retried after PostgreSQL refused it, sees the same counts as the first time.
+them with `state = 'fraudulent'` where `worker.pipeline.abuse` says so. The windows are sets of
+receipts (`Keys.abuse_window`: a sorted set, or a string while a window holds one), so counting
+is idempotent: an entry redelivered after a crash, or a batch retried after PostgreSQL refused
+it, sees the same counts as the first time.
 """
 
 from __future__ import annotations

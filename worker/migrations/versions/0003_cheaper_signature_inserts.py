@@ -13,6 +13,11 @@ Two costs of every stored signature (BENCHMARKS.md, "Profile, round 3"):
   the foreign key did (a petition cannot be deleted or change id under a signature, and a count
   repair still waits for a batch that is inserting; see worker/integrity/reconcile.py). The
   error is the foreign key's: SQLSTATE 23503.
+
+Upgrading a large table: the new unique index is built under the table's lock, so writes wait
+for the build. Plan a quiet moment, or first build it by hand with `CREATE UNIQUE INDEX
+CONCURRENTLY signatures_one_per_person_new ON signatures (canonical_email, petition_id)` and
+change this migration to attach it (`ADD CONSTRAINT ... UNIQUE USING INDEX`).
 """
 
 from alembic import op
