@@ -25,6 +25,7 @@ import psycopg
 import redis
 from starlette.testclient import TestClient
 
+from bench.env import cpu_seconds  # noqa: F401  (one /proc reader for bench and fault tests)
 from tests.helpers import backlog, read_invariant, start_worker, stop_process, wait_for
 from worker.keys import CONSUMER_GROUP
 from worker.runtime import Runtime
@@ -225,6 +226,14 @@ def intake(settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
+def queued(settings: Settings, petition_id: int, count: int) -> Load:
+    """`count` signatures accepted by the intake (each a 202), waiting for a worker."""
+    load = Load()
+    with intake(settings) as client:
+        load.many(client, petition_id, count)
+    return load
+
+
 def p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -397,16 +406,3 @@ def unfinished_receipts(rt: Runtime) -> set[str]:
             if sid > last or sid in pending:
                 found.add(orjson.loads(fields[b"s"])["r"])
     return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time used so far by these processes."""
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")

@@ -12,16 +12,15 @@ import pytest
 from tests.conftest import PetitionFactory
 from tests.faults.harness import (
     DB,
-    Load,
     Worker,
     assert_invariant,
     children,
     consumer_name,
     consumers_pending,
     fault_settings,
-    intake,
     lock_waiters,
     petition_row_locked,
+    queued,
     stop_all,
     stored_receipts,
     wait_drained,
@@ -38,9 +37,7 @@ def test_an_entry_claimed_by_a_second_worker_while_the_first_still_works_is_stor
 ) -> None:
     s = fault_settings(settings, batch_size=200)
     petition = make_petition()
-    load = Load()
-    with intake(s) as client:
-        load.many(client, petition.id, 60)
+    load = queued(s, petition.id, 60)
     first = second = None
     try:
         with petition_row_locked(database_url, petition.id):

@@ -12,7 +12,6 @@ import pytest
 from tests.conftest import PetitionFactory
 from tests.faults.harness import (
     DB,
-    Load,
     PrivateRedis,
     Worker,
     assert_invariant,
@@ -20,9 +19,9 @@ from tests.faults.harness import (
     consumer_name,
     consumers_pending,
     fault_settings,
-    intake,
     lock_waiters,
     petition_row_locked,
+    queued,
     sigkill,
     stop_all,
     stored_receipts,
@@ -52,9 +51,7 @@ def test_a_worker_killed_after_insert_before_commit_has_its_batch_claimed_and_st
 ) -> None:
     s = fault_settings(settings)
     petition = make_petition()
-    load = Load()
-    with intake(s) as client:
-        load.many(client, petition.id, 300)
+    load = queued(s, petition.id, 300)
     first = second = None
     try:
         with petition_row_locked(database_url, petition.id):
@@ -89,9 +86,7 @@ def test_a_worker_killed_after_commit_before_xack_is_not_counted_twice(
     assert settings.redis_url == private_redis.url  # CLIENT PAUSE must never reach the shared Redis
     s = fault_settings(settings)
     petition = make_petition()
-    load = Load()
-    with intake(s) as client:
-        load.many(client, petition.id, 300)
+    load = queued(s, petition.id, 300)
     first = second = None
     try:
         with petition_row_locked(database_url, petition.id):

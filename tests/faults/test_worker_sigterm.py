@@ -16,14 +16,13 @@ import pytest
 from tests.conftest import PetitionFactory
 from tests.faults.harness import (
     DB,
-    Load,
     Worker,
     assert_invariant,
     consumers_pending,
     fault_settings,
-    intake,
     lock_waiters,
     petition_row_locked,
+    queued,
     stop_all,
     stored_receipts,
     unfinished_receipts,
@@ -41,9 +40,7 @@ def test_a_worker_stopped_with_sigterm_mid_backlog_leaves_nothing_half_done(
 ) -> None:
     s = fault_settings(settings, batch_size=50)
     petition = make_petition()
-    load = Load()
-    with intake(s) as client:
-        load.many(client, petition.id, 800)
+    load = queued(s, petition.id, 800)
     first = Worker(s, "g", concurrency=2)
     second = None
     try:
