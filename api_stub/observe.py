@@ -54,19 +54,16 @@ class RequestCollector(Collector):
         in_bytes = CounterMetricFamily(m.INTAKE_REQUEST_BYTES, "request body bytes", labels=["route"])
         out_bytes = CounterMetricFamily(m.INTAKE_RESPONSE_BYTES, "response body bytes", labels=["route"])
         duration = HistogramMetricFamily(m.INTAKE_REQUEST_DURATION, "request latency", labels=["route"])
-        by_route: dict[str, list[RouteTally]] = {}
+        by_route: dict[str, RouteTally] = {}
         for (route, status), tally in sorted(total.routes.items()):
             requests.add_metric([route, str(status)], tally.requests)
-            by_route.setdefault(route, []).append(tally)
-        for route, tallies in by_route.items():
-            in_bytes.add_metric([route], sum(t.bytes_in for t in tallies))
-            out_bytes.add_metric([route], sum(t.bytes_out for t in tallies))
-            counts = [sum(column) for column in zip(*(t.buckets for t in tallies), strict=True)]
-            cumulative = list(accumulate(counts))
-            bounds = [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]
-            duration.add_metric(
-                [route], list(zip(bounds, cumulative, strict=True)), sum(t.seconds for t in tallies)
-            )
+            by_route.setdefault(route, RouteTally()).add(tally)
+        bounds = [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]
+        for route, t in by_route.items():
+            in_bytes.add_metric([route], t.bytes_in)
+            out_bytes.add_metric([route], t.bytes_out)
+            cumulative = list(accumulate(t.buckets))
+            duration.add_metric([route], list(zip(bounds, cumulative, strict=True)), t.seconds)
         yield from (requests, duration, in_bytes, out_bytes, redis_errors)
 
 
