@@ -45,11 +45,21 @@ SELECT {ROW_COLUMNS} FROM signatures WITH NO DATA
 # ~5 µs of PostgreSQL per row spent for nothing. Where a stored row's person key was rewritten
 # since (`anonymize`), or a producer reused a receipt, the receipt index refuses the insert
 # (23505) and the batch is written again with ON_ANY_CONFLICT, which skips such rows as before.
+#
+# Both inserts probe the other table per row by its unique receipt index, never by a scan: the
+# `OFFSET 0` keeps each NOT EXISTS a per-row subplan that the planner cannot turn into a hash
+# anti join. With the join, every batch read the whole of `rejected_signatures` (or, in
+# INSERT_REJECTS, `signatures`) into a hash, so a batch cost grew with the table, not with the
+# batch: at a steady 25,000/s the drain read ~150-row batches, each spent 6 ms hashing 24,000
+# rejects for 150 look-ups (3 ms with the probes), and the backlog grew without end.
+# They are also planned at each batch (`prepare=False`): a plan cached when the tables or the
+# staging table were small would keep choosing for those sizes (psycopg prepares a statement
+# after five runs, and PostgreSQL keeps a generic plan until the next ANALYZE).
 INSERT_SIGNATURES = f"""
 WITH stored AS (
     INSERT INTO signatures ({ROW_COLUMNS})
     SELECT {ROW_COLUMNS} FROM sig_staging s
-    WHERE NOT EXISTS (SELECT 1 FROM rejected_signatures r WHERE r.receipt = s.receipt)
+    WHERE NOT EXISTS (SELECT 1 FROM rejected_signatures r WHERE r.receipt = s.receipt OFFSET 0)
     ORDER BY s.canonical_email COLLATE "C", s.petition_id
     ON CONFLICT (canonical_email, petition_id) DO NOTHING
     RETURNING receipt, petition_id, state
@@ -77,7 +87,7 @@ WITH recorded AS (
     INSERT INTO rejected_signatures (receipt, petition_id, reason, detail, accepted_at)
     SELECT t.* FROM json_to_recordset(%s::json)
         AS t(receipt text, petition_id bigint, reason text, detail text, accepted_at timestamptz)
-    WHERE NOT EXISTS (SELECT 1 FROM signatures g WHERE g.receipt = t.receipt)
+    WHERE NOT EXISTS (SELECT 1 FROM signatures g WHERE g.receipt = t.receipt OFFSET 0)
     ORDER BY t.receipt
     ON CONFLICT (receipt) DO NOTHING
     RETURNING petition_id, reason
@@ -222,7 +232,7 @@ class SignatureStore:
             with conn.cursor().copy(f"COPY sig_staging ({ROW_COLUMNS}) FROM STDIN") as copy:
                 copy.write(copy_text(rows))
             try:
-                stored = conn.execute(insert).fetchall()
+                stored = conn.execute(insert, prepare=False).fetchall()
             except pg_errors.UniqueViolation:
                 if insert is ON_ANY_CONFLICT:
                     raise
@@ -257,7 +267,7 @@ class SignatureStore:
     ) -> None:
         if not rejects:
             return
-        recorded = conn.execute(INSERT_REJECTS, [orjson.dumps(rejects).decode()]).fetchall()
+        recorded = conn.execute(INSERT_REJECTS, [orjson.dumps(rejects).decode()], prepare=False).fetchall()
         for petition_id, reason, n in recorded:
             if reason == "duplicate" and petition_id is not None:
                 outcome.duplicates[int(petition_id)] += int(n)  # type: ignore[call-overload]
