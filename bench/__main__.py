@@ -185,7 +185,7 @@ def stage_freshness(env: BenchEnv, args: argparse.Namespace, results: dict[str, 
             time.sleep(3)  # workers up
             feeder = latency.start_feed(settings, env.petition_ids, rate, args.seconds + 2)
             time.sleep(1)
-            sent = latency.probe(base, [hot], 50, args.seconds, env.tag + "f")
+            sent = latency.probe(watch, base, [hot], 50, args.seconds, env.tag + "f")
             feeder.join()
             if feeder.exitcode != 0:  # the figures would be measured without the load they claim
                 raise RuntimeError(f"the freshness feed failed (exit code {feeder.exitcode}); see above")
@@ -216,7 +216,7 @@ def stage_fairness(env: BenchEnv, args: argparse.Namespace, results: dict[str, A
             if intake.have_wrk():
                 spike = intake.spike_load(base, hot, 64, args.seconds, env.tag + "spike")
                 time.sleep(1)
-                sent = latency.probe(base, others, 20, args.seconds - 2, env.tag + "t")
+                sent = latency.probe(watch, base, others, 20, args.seconds - 2, env.tag + "t")
                 spike_out = spike.communicate()[0]
                 line = next((x for x in spike_out.splitlines() if x.startswith("WRKJSON ")), "WRKJSON {}")
                 spike_stats = json.loads(line[8:])
@@ -234,7 +234,7 @@ def stage_fairness(env: BenchEnv, args: argparse.Namespace, results: dict[str, A
                 Signature(0, f"spike.{i}.{env.tag}@gmail.com", "Spike Signer", "new") for i in range(backlog)
             ]
             drain.fill(rt, env.petition_ids, data)
-            sent = latency.probe(base, others, 20, 6, env.tag + "b")
+            sent = latency.probe(watch, base, others, 20, 6, env.tag + "b")
             waited = latency.to_commit(watch, sent, 60)
             out["queued_spike"] = {
                 "backlog": backlog,
