@@ -128,13 +128,17 @@ def table(r: dict[str, Any]) -> str:
                     )
                 )
         n = i["without_postgresql"]
+        pairs = i["paired_accepted_per_second"]
+        compared = (
+            "ratio of the medians to the same configuration with PostgreSQL up, 3 alternating pairs "
+            f"({' / '.join(f'{x:,}' for x in pairs['without'])} vs {' / '.join(f'{x:,}' for x in pairs['with'])}/s)"
+        )
         lines.append(
             _row(
                 f"intake, no PostgreSQL behind it (workers stopped, DATABASE_URL unreachable), -c {n['connections']}, "
                 f"{n.get('api_workers', i['api_workers'])} Granian worker(s)",
                 f"{n['accepted_per_second']:,} accepted/s; p50 {n['p50_ms']:.1f} / p99 {n['p99_ms']:.1f} / "
-                f"p99.9 {n['p999_ms']:.1f} ms; ratio to {i.get('ratio_compared_with', 'the best step')} "
-                f"{i['ratio_without_to_with']}",
+                f"p99.9 {n['p999_ms']:.1f} ms; {compared}: **{i['ratio_without_to_with']}**",
                 "within 15 %",
             )
         )
