@@ -44,7 +44,7 @@ def table(r: dict[str, Any]) -> str:
         f"Run: {r['date']}, commit `{r['commit']}`, `{r['command']}`, {r.get('seconds_total')} s in all.",
         f"Machine: {r['machine']['cpus']} CPUs ({r['machine']['cpu_model']}), Python {r['machine']['python']}, "
         f"load average {r['machine']['load_average_at_start']} at start, {r.get('load_average_at_end')} at end "
-        "(shared with other engineers' tests: figures are noisy).",
+        "(the box may be shared, and our own earlier stages warm it: single figures are noisy).",
         "",
         "| what | measured | target |",
         "|---|---|---|",

@@ -16,9 +16,15 @@ import os
 import time
 
 import psycopg
+import redis
 
 from bench import latency
 from bench.env import BenchEnv, backlog, cpu_seconds, family, running, start_workers
+
+
+def redis_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def main() -> None:
@@ -40,8 +46,10 @@ def main() -> None:
             pids = family(workers.pid)
             feeder = latency.start_feed(settings, env.petition_ids, args.rate, args.seconds)
             started, cpu_before = time.monotonic(), cpu_seconds(pids)
+            feed_cpu, redis_before = 0.0, redis_cpu(rt.redis)
             while feeder.is_alive():
                 time.sleep(1)
+                feed_cpu = cpu_seconds([feeder.pid]) or feed_cpu  # 0 once it has exited
                 unread, pending = backlog(rt)
                 cpu = cpu_seconds(pids)
                 print(
@@ -53,6 +61,12 @@ def main() -> None:
             feeder.join()
             if feeder.exitcode != 0:
                 raise SystemExit(f"the feed failed (exit code {feeder.exitcode})")
+            offered = args.rate * args.seconds
+            redis_us = (redis_cpu(rt.redis) - redis_before) / offered * 1e6
+            print(
+                f"CPU per signature: the feed {feed_cpu / offered * 1e6:.1f} µs (to its last second),"
+                f" the Redis server (appends and drain) {redis_us:.1f} µs"
+            )
         with psycopg.connect(settings.libpq_url) as conn:
             for table, scans, rows in conn.execute(
                 "SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables"
