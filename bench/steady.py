@@ -46,10 +46,11 @@ def main() -> None:
             pids = family(workers.pid)
             feeder = latency.start_feed(settings, env.petition_ids, args.rate, args.seconds)
             started, cpu_before = time.monotonic(), cpu_seconds(pids)
-            feed_cpu, redis_before = 0.0, redis_cpu(rt.redis)
+            feed_before, redis_before = cpu_seconds([feeder.pid]), redis_cpu(rt.redis)
+            feed_cpu = 0.0
             while feeder.is_alive():
                 time.sleep(1)
-                feed_cpu = cpu_seconds([feeder.pid]) or feed_cpu  # 0 once it has exited
+                feed_cpu = max(feed_cpu, cpu_seconds([feeder.pid]) - feed_before)  # 0 once it has exited
                 unread, pending = backlog(rt)
                 cpu = cpu_seconds(pids)
                 print(
