@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import drain, intake, latency, peers, report
-from bench.env import BenchEnv, running, start_workers
+from bench.env import BenchEnv, add_server_arguments, running, start_workers
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -38,10 +38,7 @@ def parse_args() -> argparse.Namespace:
         help="Granian worker counts for the intake-alone steps (our workers stopped, PostgreSQL up)",
     )
     p.add_argument("--only", default="drain,peers,intake,freshness,fairness", help="stages to run")
-    p.add_argument(
-        "--pg", default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    )
-    p.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    add_server_arguments(p)
     p.add_argument(
         "--no-write", action="store_true", help="print results, leave results.json and BENCHMARKS.md"
     )

@@ -6,6 +6,7 @@ and a fresh key prefix per run: the machine's servers are shared, nothing else i
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -28,6 +29,15 @@ from worker.runtime import Runtime
 from worker.settings import Settings
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """--pg and --redis: the admin URLs of the servers a bench uses (BENCH_DATABASE_URL and
+    BENCH_REDIS_URL, else this machine's)."""
+    parser.add_argument(
+        "--pg", default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
 def with_database(url: str, name: str) -> str:

@@ -160,11 +160,10 @@ def feed(
 
     Everything is built and packed before the clock starts (the entries' accepted-at is when
     they were built), so the feed's own CPU while it runs is writing bytes and reading the
-    replies (~2 µs a signature here instead of ~28 µs with a redis-py pipeline per tick, and
-    the Redis server ~7 µs instead of ~13 µs per append): on two
-    shared cores it would otherwise take the CPU the drain needs to keep up. Any reply but
-    `ok` stops the feed with an error, so the bench cannot report figures for a load that was
-    not offered."""
+    replies: ~2 µs a signature here, where a redis-py pipeline per tick cost ~28 µs (and the
+    Redis server ~13 µs per append instead of ~7), CPU the drain it measures needs on two
+    shared cores. Any reply but `ok` stops the feed with an error, so the bench cannot report
+    figures for a load that was not offered."""
     settings = Settings.model_validate_json(settings_json)
     client = redis.Redis.from_url(settings.redis_url)
     sha = client.script_load(lua("append"))

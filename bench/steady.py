@@ -12,14 +12,13 @@ those scans read.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import psycopg
 import redis
 
 from bench import latency
-from bench.env import BenchEnv, backlog, cpu_seconds, family, running, start_workers
+from bench.env import BenchEnv, add_server_arguments, backlog, cpu_seconds, family, running, start_workers
 
 
 def redis_cpu(client: redis.Redis) -> float:
@@ -31,10 +30,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("rate", type=float, help="signatures offered per second")
     p.add_argument("seconds", type=float)
-    p.add_argument(
-        "--pg", default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    )
-    p.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    add_server_arguments(p)
     args = p.parse_args()
     env = BenchEnv(args.pg, args.redis)
     try:
