@@ -179,6 +179,31 @@ def test_anonymize_replaces_people_on_old_closed_petitions_keeping_counts_and_co
     assert read_invariant(db).counts_match
 
 
+def test_anonymize_drops_the_reminder_history_of_old_closed_petitions(
+    make_petition: PetitionFactory, db: DB
+) -> None:
+    # Given reminders recorded for an old closed petition and for an open one
+    old, still_open = make_petition(title="old"), make_petition(title="open")
+    for petition in (old, still_open):
+        db.execute(
+            "INSERT INTO reminder_deliveries (petition_id, canonical_email, run_id)"
+            " VALUES (%s, 'bob@example.org', 'r')",
+            [petition.id],
+        )
+        db.execute(
+            "INSERT INTO reminder_cursors (petition_id, after) VALUES (%s, 'bob@example.org')", [petition.id]
+        )
+    db.execute("UPDATE petitions SET status = 'closed', closed_at = %s WHERE id = %s", [T0, old.id])
+
+    # When old closed petitions are anonymized
+    anonymize(db, T0 + timedelta(days=31))
+
+    # Then the old petition's reminder history (addresses) is gone, the open one's stays
+    for table in ("reminder_deliveries", "reminder_cursors"):
+        kept = db.execute(f"SELECT petition_id FROM {table}").fetchall()
+        assert kept == [(still_open.id,)], table
+
+
 def test_forget_erases_one_person_everywhere_and_adjusts_counts(
     make_petition: PetitionFactory,
     db: DB,
@@ -224,6 +249,80 @@ def test_forget_erases_one_person_everywhere_and_adjusts_counts(
     rt.drainer.process(rt.streams.read("c1", 10, 10))
     assert value(db, "SELECT count(*) FROM signatures WHERE canonical_email = 'annlee@gmail.com'") == 0
     assert signature_count(db, a.id) == 4
+
+
+def holding(db: DB, text: str) -> dict[str, int]:
+    """Tables with rows whose text holds `text` (any column), and how many rows."""
+    tables = [t for (t,) in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+    found = {t: value(db, f"SELECT count(*) FROM {t} x WHERE x::text ILIKE %s", f"%{text}%") for t in tables}
+    return {t: n for t, n in found.items() if n}
+
+
+def test_forget_also_erases_the_persons_reminder_history(make_petition: PetitionFactory, db: DB) -> None:
+    # Given Ann, who signed A, was reminded of B and C, unsubscribed, and at whose address the
+    # reminder walk for B stopped; and Bob, reminded of B, at whose address C's walk stopped
+    a, b, c = make_petition(title="A"), make_petition(title="B"), make_petition(title="C")
+    add_signatures(db, a.id, 3, tag="aaron", domain="example.com")  # before annlee@ in order
+    add_signatures(db, a.id, 3, tag="zoe", domain="example.com")  # after it
+    db.execute(
+        "INSERT INTO signatures (petition_id, receipt, email, canonical_email, name, state, opt_in,"
+        " accepted_at) VALUES (%s, 'ann-a', 'Ann.Lee@gmail.com', 'annlee@gmail.com', 'Ann Lee',"
+        " 'validated', true, now())",
+        [a.id],
+    )
+    deliveries = (
+        "INSERT INTO reminder_deliveries (petition_id, canonical_email, run_id) VALUES (%s, %s, 'r1')"
+    )
+    for petition, person in ((b, "annlee@gmail.com"), (c, "annlee@gmail.com"), (b, "bob@example.org")):
+        db.execute(deliveries, [petition.id, person])
+    cursors = "INSERT INTO reminder_cursors (petition_id, after) VALUES (%s, %s)"
+    db.execute(cursors, [b.id, "annlee@gmail.com"])
+    db.execute(cursors, [c.id, "bob@example.org"])
+    db.execute(
+        "INSERT INTO unsubscribes (canonical_email, unsubscribed_at) VALUES ('annlee@gmail.com', now())"
+    )
+
+    # When she is forgotten
+    assert forget(db, "ann.lee@googlemail.com").signatures == 1
+
+    # Then her address is left only in her unsubscribe, Bob's reminder history is untouched, and
+    # B's walk goes on from the address just before hers (the same next page, no address of hers)
+    assert holding(db, "annlee") == {"unsubscribes": 1}
+    assert (
+        value(db, "SELECT count(*) FROM reminder_deliveries WHERE canonical_email = 'bob@example.org'") == 1
+    )
+    assert value(db, "SELECT after FROM reminder_cursors WHERE petition_id = %s", c.id) == "bob@example.org"
+    after_b = value(db, "SELECT after FROM reminder_cursors WHERE petition_id = %s", b.id)
+    assert after_b == "aaron3@example.com"
+    assert (
+        value(
+            db,
+            "SELECT count(*) FROM signatures"
+            " WHERE canonical_email > %s AND canonical_email < 'annlee@gmail.com'",
+            after_b,
+        )
+        == 0
+    )
+
+
+def test_forget_clears_reminder_history_left_without_signatures(
+    make_petition: PetitionFactory, db: DB
+) -> None:
+    # Given a reminder row for someone with no signature left (an earlier forget kept these)
+    petition = make_petition()
+    db.execute(
+        "INSERT INTO reminder_deliveries (petition_id, canonical_email, run_id)"
+        " VALUES (%s, 'zed@example.org', 'r1')",
+        [petition.id],
+    )
+    db.execute(
+        "INSERT INTO reminder_cursors (petition_id, after) VALUES (%s, 'zed@example.org')", [petition.id]
+    )
+
+    assert forget(db, "zed@example.org").signatures == 0
+
+    assert holding(db, "zed@") == {}
+    assert value(db, "SELECT after FROM reminder_cursors WHERE petition_id = %s", petition.id) == ""
 
 
 def test_the_forget_command_refuses_a_non_address(cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:

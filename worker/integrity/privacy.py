@@ -52,6 +52,23 @@ WITH gone AS (
 )
 SELECT petition_id, count(*), count(*) FILTER (WHERE state = 'validated') FROM gone GROUP BY petition_id
 """
+# The person's reminder history goes too (`reminder_deliveries` holds their address), and a
+# petition's reminder walk that stopped at their address moves back to the address before it
+# (already stored: another person's, or '' to start over), which yields the same next page.
+# Their unsubscribe, if any, stays: it is what keeps them from being mailed if they sign again.
+FORGET_REMINDERS = """
+WITH deliveries AS (DELETE FROM reminder_deliveries WHERE canonical_email = %(email)s)
+UPDATE reminder_cursors SET after = coalesce(
+    (SELECT max(canonical_email) FROM signatures WHERE canonical_email < %(email)s), '')
+WHERE after = %(email)s
+"""
+# Reminders are only sent for open petitions: a closed petition's deliveries (the addresses of
+# the people it reminded) and its walk's position (an address) are history with personal data.
+FORGET_CLOSED_REMINDERS = """
+WITH closed AS (SELECT id FROM petitions WHERE status <> 'open' AND closed_at < %(before)s),
+deliveries AS (DELETE FROM reminder_deliveries WHERE petition_id IN (SELECT id FROM closed))
+DELETE FROM reminder_cursors WHERE petition_id IN (SELECT id FROM closed)
+"""
 SUBTRACT_COUNTS = """
 UPDATE petitions p SET signature_count = p.signature_count - d.n
 FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, n) WHERE p.id = d.id
@@ -92,8 +109,11 @@ def export_csv(conn: Conn, petition_id: int, out: TextSink, *, include_email: bo
 
 def anonymize(conn: Conn, closed_before: datetime, *, batch_size: int = 5000) -> int:
     """Replace names and emails (and clear postcode, IP hash and opt-in) of signatures on
-    petitions closed before `closed_before`, in batches. Counts, states, countries and times
-    stay. Irreversible; idempotent. Returns rows changed."""
+    petitions closed before `closed_before`, in batches, and drop those petitions' reminder
+    history. Counts, states, countries and times stay. Irreversible; idempotent. Returns
+    signature rows changed."""
+    with conn.transaction():
+        conn.execute(FORGET_CLOSED_REMINDERS, {"before": closed_before})
     changed = 0
     while True:
         with conn.transaction():
@@ -112,12 +132,15 @@ class Forgotten:
 
 
 def forget(conn: Conn, email: str, *, publish: Publish = no_publish) -> Forgotten:
-    """Erase one person, by canonical email, from every petition, and take their validated
-    signatures off the counts, in one transaction. Raises `ValueError` for a non-address."""
+    """Erase one person, by canonical email, from every petition and from the reminders' history,
+    and take their validated signatures off the counts, in one transaction. Raises `ValueError`
+    for a non-address."""
     if email.strip().count("@") != 1:
         raise ValueError("EMAIL must be an email address; nothing changed")
     canonical = canonical_email(email.strip())
     with conn.transaction():
+        # First, and even with no signature left (an earlier version's forget kept these).
+        conn.execute(FORGET_REMINDERS, {"email": canonical})
         ids = [
             num(i)
             for (i,) in conn.execute(
