@@ -54,7 +54,8 @@ SELECT petition_id, count(*), count(*) FILTER (WHERE state = 'validated') FROM g
 """
 # The person's reminder history goes too (`reminder_deliveries` holds their address), and a
 # petition's reminder walk that stopped at their address moves back to the address before it
-# (already stored: another person's, or '' to start over), which yields the same next page.
+# (already stored: another person's), which yields the same next page; with none before it,
+# to '', and the round starts again (skipping everyone this petition already reminded).
 # Their unsubscribe, if any, stays: it is what keeps them from being mailed if they sign again.
 FORGET_REMINDERS = """
 WITH deliveries AS (DELETE FROM reminder_deliveries WHERE canonical_email = %(email)s)
