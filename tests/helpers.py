@@ -57,6 +57,22 @@ def drain_everything(rt: Runtime, timeout: float = 30.0) -> int:
     raise AssertionError(f"streams did not drain in {timeout}s: {backlog(rt)}")
 
 
+class Clock:
+    """A drainer's clock that only moves when the drainer sleeps (each reading adds 1 ms)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 @dataclass
 class Invariant:
     """The promise, read from the database."""

@@ -62,6 +62,7 @@ class Runtime:
         config = DrainConfig(
             batch_size=s.batch_size,
             block_ms=s.block_ms,
+            linger_ms=s.linger_ms,
             claim_idle_ms=s.claim_idle_ms,
             claim_interval_ms=s.claim_interval_ms,
             max_deliveries=s.max_deliveries,

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     shards: int = Field(8, ge=1, le=1024)
     batch_size: int = Field(2000, ge=1, le=100_000)
     block_ms: int = Field(200, ge=1, le=10_000)
+    linger_ms: int = Field(50, ge=0, le=1_000)
     claim_idle_ms: int = Field(30_000, ge=1)
     claim_interval_ms: int = Field(5_000, ge=1)
     max_deliveries: int = Field(5, ge=1)

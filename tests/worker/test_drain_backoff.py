@@ -9,26 +9,11 @@ from dataclasses import replace
 import pytest
 
 from tests.faults.harness import free_port
+from tests.helpers import Clock
 from worker.pipeline.entry import encode
 from worker.pipeline.fields import SignatureFields
 from worker.runtime import Runtime
 from worker.settings import Settings
-
-
-class Clock:
-    """A clock that only moves when the drainer sleeps (or a step is charged a little)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        self.now += 0.001
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
