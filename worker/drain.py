@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,8 +30,8 @@ log = logging.getLogger("sigingest.drain")
 class DrainConfig:
     batch_size: int = 2000
     block_ms: int = 200
-    # After a batch smaller than `batch_size`, the next read waits until this long after the
-    # previous one began, so a light load is drained in fewer, larger batches (see `step`).
+    # After a read that found a light load (no shard gave its full share), the next read waits
+    # until this long after it began, so a light load is drained in fewer, larger batches.
     linger_ms: int = 50
     claim_idle_ms: int = 30_000
     claim_interval_ms: int = 5_000
@@ -123,20 +124,28 @@ class Drainer:
         return len(entries)
 
     def _read_lingering(self) -> list[Entry]:
-        """Read new entries. After a read that found fewer than a batch, wait out `linger_ms`
-        from its start first: a batch costs ~1 ms of worker CPU and as much of PostgreSQL's
-        whatever its size, and a light load read as soon as it arrives came in batches of a few
-        entries (at 5,000/s the workers spent 0.7 of a core on it). The first entry after an
-        idle spell is read at once (the blocking read returns with it); a full batch does not
-        wait."""
+        """Read new entries. After a read that found only a light load, wait out `linger_ms`
+        from its start first: a batch costs ~2 ms of worker CPU whatever its size, and a light
+        load read as soon as it arrived came in batches of a few entries (at 5,000/s the
+        workers spent 0.7 of a core on it). The first entry after an idle spell is read at once
+        (the blocking read returns with it)."""
         wait = self._next_read - self._clock()
         if wait > 0:
             self._sleep(wait)
         started = self._clock()
         entries = self.streams.read(self.consumer, self.config.batch_size, self.config.block_ms)
-        small = 0 < len(entries) < self.config.batch_size
-        self._next_read = started + self.config.linger_ms / 1000 if small else 0.0
+        light = self._light(entries)
+        self._next_read = started + self.config.linger_ms / 1000 if light else 0.0
         return entries
+
+    def _light(self, entries: list[Entry]) -> bool:
+        """Some entries, and no shard gave its full share: nothing was left waiting. A shard
+        that did may hold more (a backlog drains unevenly across shards near its end), so its
+        next read does not wait."""
+        if not entries or len(entries) >= self.config.batch_size:
+            return False
+        share = self.streams.share(self.config.batch_size)
+        return max(Counter(entry.shard for entry in entries).values()) < share
 
     def process(self, entries: Sequence[Entry]) -> BatchResult:
         """Write, acknowledge and publish one batch. On `RetryLater` nothing is acknowledged and

@@ -68,9 +68,14 @@ class SignatureStreams:
                     if "BUSYGROUP" not in str(exc):
                         raise
 
+    def share(self, batch_size: int) -> int:
+        """How many new entries `read` asks each shard for."""
+        return max(1, math.ceil(batch_size / self._keys.shards))
+
     def read(self, consumer: str, batch_size: int, block_ms: int) -> list[Entry]:
-        """New entries from every shard, about `batch_size` in all, waiting up to `block_ms`."""
-        per_shard = max(1, math.ceil(batch_size / self._keys.shards))
+        """New entries from every shard, up to `share(batch_size)` from each, waiting up to
+        `block_ms`."""
+        per_shard = self.share(batch_size)
         with translated():
             reply: Any = self._raw.xreadgroup(
                 self._group,
