@@ -125,7 +125,7 @@ def stage_intake(env: BenchEnv, args: argparse.Namespace, results: dict[str, Any
         )
     # No PostgreSQL: our workers stopped, the intake given an unreachable DATABASE_URL, in the
     # configuration (Granian workers, -c) of the best step above. Compared with the same
-    # configuration with PostgreSQL up, in three alternating pairs of half-length steps (ratio
+    # configuration with PostgreSQL up, in NOPG_PAIRS alternating pairs of short steps (ratio
     # of the medians): one step to the next varies by up to 30 % here, more than the 15 % the
     # target allows, so single steps taken minutes apart cannot show it.
     reference = best_intake_step([s for run in alone for s in run["steps"]]) or {
@@ -133,7 +133,7 @@ def stage_intake(env: BenchEnv, args: argparse.Namespace, results: dict[str, Any
         "api_workers": args.api_workers,
     }
     paired: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
-    for i in range(3):
+    for i in range(NOPG_PAIRS):
         for label, extra in (("without", {"DATABASE_URL": intake.UNREACHABLE_DB}), ("with", {})):
             api, base = intake.start_api(settings, reference["api_workers"], **extra)
             with running(api):
@@ -141,7 +141,7 @@ def stage_intake(env: BenchEnv, args: argparse.Namespace, results: dict[str, Any
                     base,
                     env.petition_ids,
                     reference["connections"],
-                    max(1, args.seconds // 2),
+                    max(1, round(args.seconds * 0.3)),
                     f"{env.tag}{label}{i}",
                     api.pid,
                 )
@@ -160,6 +160,9 @@ def stage_intake(env: BenchEnv, args: argparse.Namespace, results: dict[str, Any
     }
     rt.engine.dispose()
     rt.redis.close()
+
+
+NOPG_PAIRS = 5  # odd, so the median is a step; 5 x 2 steps of 0.3 x --seconds (6 s by default)
 
 
 def middle(steps: list[dict[str, Any]]) -> dict[str, Any]:

@@ -130,7 +130,7 @@ def table(r: dict[str, Any]) -> str:
         n = i["without_postgresql"]
         pairs = i["paired_accepted_per_second"]
         compared = (
-            "ratio of the medians to the same configuration with PostgreSQL up, 3 alternating pairs "
+            f"ratio of the medians to the same configuration with PostgreSQL up, {len(pairs['with'])} alternating pairs "
             f"({' / '.join(f'{x:,}' for x in pairs['without'])} vs {' / '.join(f'{x:,}' for x in pairs['with'])}/s)"
         )
         lines.append(
