@@ -94,9 +94,14 @@ def test_every_scrape_counts_the_requests_of_both_intake_processes(
         wait_for(lambda: len(list(shared.glob("*.json"))) == 2, timeout=30)  # both processes up
         asyncio.run(sign_concurrently(url, petition.id, 400))
         accepted = (m.INTAKE_REQUESTS, (("route", ROUTE), ("status", "202")))
-        # Other processes' figures are at most a second old: wait for one full scrape, then
-        # every later scrape, served by either process, must say 400.
+        # Other processes' figures are as old as their last file. One full scrape means every
+        # request is in both processes' live tallies; once each has written its file again after
+        # that, every scrape, served by either process, must say 400. (Checking right after the
+        # first full scrape was a race: it may have been served by the process whose own file
+        # was still a second old, and the next scrape, by the other process, read that file.)
         wait_for(lambda: scrape(url).get(accepted) == 400, timeout=15, interval=0.2)
+        written = {path: path.stat().st_mtime_ns for path in shared.glob("*.json")}
+        wait_for(lambda: all(path.stat().st_mtime_ns > t for path, t in written.items()), timeout=15)
         for _ in range(20):
             samples = scrape(url)
             assert samples[accepted] == 400
