@@ -56,35 +56,29 @@ def start_api(
     return proc, base
 
 
+def wrk_argv(
+    base: str, petitions: Sequence[int], connections: int, seconds: int, tag: str, threads: int
+) -> list[str]:
+    """wrk posting distinct signatures (bench/sign.lua) round `petitions` for `seconds`."""
+    return [
+        *("wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s"),
+        *("-s", str(LUA), base, "--", ",".join(map(str, petitions)), tag),
+    ]
+
+
+def wrk_summary(out: str) -> dict[str, Any]:
+    """The JSON summary sign.lua prints on its `WRKJSON` line."""
+    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+    summary: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
+    return summary
+
+
 def wrk(
     base: str, petitions: list[int], connections: int, seconds: int, tag: str, api_pid: int = 0
 ) -> dict[str, Any]:
-    threads = min(2, connections)
     cpu0 = cpu_seconds(family(api_pid)) if api_pid else 0.0
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t",
-            str(threads),
-            "-c",
-            str(connections),
-            "-d",
-            f"{seconds}s",
-            "--timeout",
-            "5s",
-            "-s",
-            str(LUA),
-            base,
-            "--",
-            ",".join(map(str, petitions)),
-            tag,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
-    data: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
+    argv = wrk_argv(base, petitions, connections, seconds, tag, threads=min(2, connections))
+    data = wrk_summary(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
     data["connections"] = connections
     data["accepted_per_second"] = round(data["accepted"] / (data["duration_us"] / 1e6))
     if api_pid:
@@ -96,23 +90,7 @@ def wrk(
 def spike_load(base: str, petition: int, connections: int, seconds: int, tag: str) -> subprocess.Popen[str]:
     """wrk in the background at full speed on one petition."""
     return subprocess.Popen(
-        [
-            "wrk",
-            "-t",
-            "2",
-            "-c",
-            str(connections),
-            "-d",
-            f"{seconds}s",
-            "--timeout",
-            "5s",
-            "-s",
-            str(LUA),
-            base,
-            "--",
-            str(petition),
-            tag,
-        ],
+        wrk_argv(base, [petition], connections, seconds, tag, threads=2),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -22,7 +22,6 @@ import redis
 
 from bench import intake
 from bench.env import cpu_seconds, family, stop
-from bench.intake import LUA
 from worker.registry import PetitionCard
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -51,30 +50,14 @@ def run_wrk(
 ) -> dict[str, object]:
     pids = family(api_pid)
     before = cpu_seconds(pids)
-    out = subprocess.run(
-        [
-            *("taskset", "-c", cpus, "wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s"),
-            *(
-                "--timeout",
-                "5s",
-                "-s",
-                str(LUA),
-                base,
-                "--",
-                ",".join(map(str, range(1, PETITIONS + 1))),
-                tag,
-            ),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    data: dict[str, object] = json.loads(next(x for x in out.splitlines() if x.startswith("WRKJSON "))[8:])
+    argv = intake.wrk_argv(base, range(1, PETITIONS + 1), connections, seconds, tag, threads=1)
+    out = subprocess.run(["taskset", "-c", cpus, *argv], capture_output=True, text=True, check=True).stdout
+    data = intake.wrk_summary(out)
     used = cpu_seconds(pids) - before
-    requests = max(int(str(data["requests"])), 1)
+    requests = max(int(data["requests"]), 1)
     return {
         "c": connections,
-        "accepted_per_s": round(int(str(data["accepted"])) / (int(str(data["duration_us"])) / 1e6)),
+        "accepted_per_s": round(data["accepted"] / (data["duration_us"] / 1e6)),
         "cpu_us_per_request": round(used / requests * 1e6, 1),
         "p50_ms": data["p50_ms"],
         "p99_ms": data["p99_ms"],
