@@ -1,6 +1,6 @@
 """The intake's request figures as plain numbers, bumped on the event loop and turned into
 Prometheus series only when `/metrics` is scraped (cheaper than prometheus-client objects per
-request: scripts/bench_intake_metrics.py)."""
+request: bench/intake_metrics.py)."""
 
 from __future__ import annotations
 

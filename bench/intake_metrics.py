@@ -2,7 +2,7 @@
 directly as ASGI (no network, no server), alternating rounds, CPU time of this process, best
 round of each (the figures are CPU cost, not latency).
 
-    .venv/bin/python scripts/bench_intake_metrics.py [requests-per-round]
+    .venv/bin/python -m bench.intake_metrics [requests-per-round]
 
 GET /healthz isolates the middleware (no I/O); POST .../signatures includes the real Redis append
 (against REDIS_URL, under a throwaway key prefix that is deleted afterwards).
@@ -21,6 +21,7 @@ import redis
 
 from api_stub.app import create_app
 from api_stub.observe import MetricsMiddleware, Tallies
+from bench.asgi_cost import request
 from worker.keys import Keys
 from worker.registry import PetitionCard, Registry
 from worker.settings import Settings
@@ -31,36 +32,6 @@ def make_app(settings: Settings, instrumented: bool) -> Any:
     if not instrumented:
         app.user_middleware.clear()
     return app
-
-
-async def call(app: Any, method: str, path: str, body: bytes) -> None:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    }
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        pass
-
-    await app(scope, receive, send)
 
 
 async def rounds(apps: dict[str, Any], method: str, path: str, n: int, repeats: int = 7) -> dict[str, float]:
@@ -76,7 +47,7 @@ async def rounds(apps: dict[str, Any], method: str, path: str, n: int, repeats: 
                     if method == "POST"
                     else b""
                 )
-                await call(app, method, path, body)
+                await request(app, method, path, body)
             timings[name].append((time.process_time() - started) / n * 1e6)
     return {name: min(t) for name, t in timings.items()}  # the least disturbed round
 
