@@ -15,15 +15,10 @@ import argparse
 import time
 
 import psycopg
-import redis
 
 from bench import latency
+from bench.drain import redis_cpu
 from bench.env import BenchEnv, add_server_arguments, backlog, cpu_seconds, family, running, start_workers
-
-
-def redis_cpu(client: redis.Redis) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def main() -> None:
@@ -42,7 +37,7 @@ def main() -> None:
             pids = family(workers.pid)
             feeder = latency.start_feed(settings, env.petition_ids, args.rate, args.seconds)
             started, cpu_before = time.monotonic(), cpu_seconds(pids)
-            feed_before, redis_before = cpu_seconds([feeder.pid]), redis_cpu(rt.redis)
+            feed_before, redis_before = cpu_seconds([feeder.pid]), redis_cpu(rt)
             feed_cpu = 0.0
             while feeder.is_alive():
                 time.sleep(1)
@@ -59,7 +54,7 @@ def main() -> None:
             if feeder.exitcode != 0:
                 raise SystemExit(f"the feed failed (exit code {feeder.exitcode})")
             offered = args.rate * args.seconds
-            redis_us = (redis_cpu(rt.redis) - redis_before) / offered * 1e6
+            redis_us = (redis_cpu(rt) - redis_before) / offered * 1e6
             print(
                 f"CPU per signature: the feed {feed_cpu / offered * 1e6:.1f} µs (to its last second),"
                 f" the Redis server (appends and drain) {redis_us:.1f} µs"

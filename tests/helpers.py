@@ -10,11 +10,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from worker.keys import CONSUMER_GROUP
+from worker.pipeline.plan import Row
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -55,6 +57,11 @@ def drain_everything(rt: Runtime, timeout: float = 30.0) -> int:
         if unread == 0 and pending == 0:
             return handled
     raise AssertionError(f"streams did not drain in {timeout}s: {backlog(rt)}")
+
+
+def signature_row(receipt: str, petition_id: int, email: str) -> Row:
+    """A valid stored-signature row for the store's own tests (email used as the person key)."""
+    return Row(receipt, petition_id, email, email, "Ann", None, None, False, None, datetime.now(UTC))
 
 
 class Clock:

@@ -6,22 +6,17 @@ steady load of small batches fell further and further behind (BENCHMARKS.md, "Fr
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import orjson
 import psycopg
 
 from tests.conftest import PetitionFactory
-from worker.pipeline.plan import BatchPlan, Reject, Row
+from tests.helpers import signature_row
+from worker.pipeline.plan import BatchPlan, Reject
 from worker.settings import Settings
 from worker.store import INSERT_REJECTS, INSERT_SIGNATURES, ON_ANY_CONFLICT, STAGING, SignatureStore
 
 DB = psycopg.Connection[tuple[object, ...]]
 TABLE_ROWS = 30_000
-
-
-def row(receipt: str, petition_id: int, email: str) -> Row:
-    return Row(receipt, petition_id, email, email, "Ann", None, None, False, None, datetime.now(UTC))
 
 
 def fill_tables(db: DB, petition_id: int) -> None:
@@ -83,8 +78,8 @@ def test_the_inserts_are_planned_for_each_batch_not_kept_from_the_first(
         store.write(
             BatchPlan(
                 rows=[
-                    row(f"b{i}", petition.id, f"b{i}@example.org"),
-                    row(f"c{i}", petition.id, f"b{i}@example.org"),
+                    signature_row(f"b{i}", petition.id, f"b{i}@example.org"),
+                    signature_row(f"c{i}", petition.id, f"b{i}@example.org"),
                 ],
                 rejects=[Reject(f"x{i}", petition.id, "invalid_email", "no @", None)],
             )

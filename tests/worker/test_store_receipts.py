@@ -3,20 +3,15 @@ producer reused the receipt) is skipped like any redelivery, not refused (real P
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import psycopg
 
 from tests.conftest import PetitionFactory
-from worker.pipeline.plan import BatchPlan, Row
+from tests.helpers import signature_row
+from worker.pipeline.plan import BatchPlan
 from worker.settings import Settings
 from worker.store import SignatureStore
 
 DB = psycopg.Connection[tuple[object, ...]]
-
-
-def row(receipt: str, petition_id: int, email: str) -> Row:
-    return Row(receipt, petition_id, email, email, "Ann", None, None, False, None, datetime.now(UTC))
 
 
 def count(db: DB, sql: str) -> int:
@@ -31,16 +26,16 @@ def test_a_stored_receipt_under_another_person_key_is_skipped_and_the_rest_is_wr
     # Given a stored signature whose person key was rewritten afterwards (as `anonymize` does)
     petition = make_petition()
     store = SignatureStore(settings.libpq_url)
-    store.write(BatchPlan(rows=[row("r1", petition.id, "ann@example.org")]))
+    store.write(BatchPlan(rows=[signature_row("r1", petition.id, "ann@example.org")]))
     db.execute("UPDATE signatures SET canonical_email = 'anonymized@anonymized.invalid' WHERE receipt = 'r1'")
 
     # When its entry comes again, in a batch with a new signature and a reused receipt
     outcome = store.write(
         BatchPlan(
             rows=[
-                row("r1", petition.id, "ann@example.org"),
-                row("r2", petition.id, "bob@example.org"),
-                row("r1", petition.id, "carl@example.org"),
+                signature_row("r1", petition.id, "ann@example.org"),
+                signature_row("r2", petition.id, "bob@example.org"),
+                signature_row("r1", petition.id, "carl@example.org"),
             ]
         )
     )
