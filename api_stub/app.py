@@ -4,158 +4,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import orjson
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
-from api_stub import observe
-from api_stub.fast import IntakeApp
-from api_stub.intake import IntakeError, parse_petition_id, parse_submission
-from api_stub.openapi import openapi_route
-from api_stub.pages import with_pages
-from api_stub.queue import IntakeQueue
-from api_stub.unsubscribe import unsubscribe_routes
-from worker.errors import QueueUnavailable
+from api_stub.intake.fast import IntakeApp
+from api_stub.intake.handlers import Intake, answering_errors
+from api_stub.intake.openapi import openapi_route
+from api_stub.intake.queue import IntakeQueue
+from api_stub.metrics import observe
+from api_stub.pages.routes import with_pages
+from api_stub.pages.unsubscribe import unsubscribe_routes
 from worker.keys import Keys
-from worker.pipeline.fields import SignatureFields
-from worker.pipeline.iphash import hash_ip
-from worker.pipeline.wording import call_to_action
 from worker.settings import Settings
-
-RETRY_AFTER_DOWN = "1"
-RETRY_AFTER_FULL = "5"
-
-
-def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
-
-
-class Intake:
-    """The handlers, holding what they need: settings, the queue, the IP-hash key."""
-
-    def __init__(self, settings: Settings, queue: IntakeQueue) -> None:
-        self.settings = settings
-        self.queue = queue
-        self._ip_key = settings.ip_hash_secret.encode()
-
-    def ip_hash(self, request: Request) -> str | None:
-        """A keyed hash of the client address; the raw address goes no further than here."""
-        address = request.client.host if request.client else None
-        if self.settings.trusted_proxy_header:
-            forwarded = request.headers.get(self.settings.trusted_proxy_header)
-            if forwarded:
-                address = forwarded.split(",", 1)[0].strip()
-        if not address:
-            return None
-        return hash_ip(self._ip_key, address)
-
-    async def read_body(self, request: Request) -> bytes:
-        """The body, refused past `MAX_BODY_BYTES` (413) or after `BODY_TIMEOUT_SECONDS` (408)."""
-        limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise IntakeError(413, "body_too_large", f"the body must be at most {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(self.settings.body_timeout_seconds):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise IntakeError(413, "body_too_large", f"the body must be at most {limit} bytes")
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise IntakeError(408, "body_timeout", "the body took too long to arrive") from None
-        return b"".join(chunks)
-
-    async def sign(self, request: Request) -> Response:
-        petition_id = parse_petition_id(request.path_params["petition_id"])
-        body = await self.read_body(request)
-        fields = parse_submission(
-            request.headers.get("content-type"), body, request.headers.get("idempotency-key")
-        )
-        receipt = await self.enqueue(request, petition_id, fields)
-        return json_response({"receipt": receipt, "status": "queued"}, 202)
-
-    async def enqueue(
-        self, request: Request, petition_id: int, fields: SignatureFields, *, honeypot: bool = False
-    ) -> str:
-        """Append checked fields to the stream and return the receipt (a prior one for a repeated
-        idempotency key). Raises `IntakeError` (404, 409, 503 backlog full) or `QueueUnavailable`;
-        the JSON intake and the browser form share it."""
-        appended = await self.queue.append(
-            petition_id,
-            fields,
-            uuid.uuid4().hex,
-            time.time_ns() // 1_000_000,
-            self.ip_hash(request),
-            honeypot=honeypot,
-        )
-        if appended.status == "ok" and appended.receipt:
-            return appended.receipt
-        if appended.status == "closed":
-            raise IntakeError(409, "petition_closed", "this petition no longer takes signatures")
-        if appended.status == "full":
-            raise IntakeError(
-                503, "backlog_full", "too many signatures waiting; try again shortly",
-                retry_after=RETRY_AFTER_FULL,
-            )  # fmt: skip
-        raise IntakeError(404, "petition_not_found", "no open petition with this id")
-
-    async def petition(self, request: Request) -> Response:
-        petition_id = parse_petition_id(request.path_params["petition_id"])
-        card = await self.queue.petition(petition_id)
-        if card is None:
-            raise IntakeError(404, "petition_not_found", "no petition with this id")
-        return json_response(
-            {
-                "id": card.id,
-                "slug": card.slug,
-                "title": card.title,
-                "starter_name": card.starter_name,
-                "status": card.status,
-                "signature_count": card.signature_count,
-                "call_to_action": call_to_action(card.starter_name, card.status, card.signature_count),
-            }
-        )
-
-    async def healthz(self, request: Request) -> Response:
-        return json_response({"status": "ok"})
-
-    async def readyz(self, request: Request) -> Response:
-        await self.queue.ping()
-        return json_response({"status": "ready"})
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def answering_errors(handler: Handler) -> Handler:
-    """Turn `IntakeError` and `QueueUnavailable` into their documented answers."""
-
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except IntakeError as exc:
-            headers = {"Retry-After": exc.retry_after} if exc.retry_after else None
-            return json_response(exc.body(), exc.status, headers)
-        except QueueUnavailable:
-            return json_response(
-                {"error": "unavailable", "detail": "the queue is unreachable; try again shortly"},
-                503,
-                {"Retry-After": RETRY_AFTER_DOWN},
-            )
-
-    return wrapped
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -186,11 +50,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", answering_errors(intake.readyz), methods=["GET"]),
     ]
     # Features beyond the intake add their routes from their own modules, one line each here.
-    routes = with_pages(routes, intake)  # issue 9: the petition page and its signing form
+    routes = with_pages(routes, intake)
     routes += unsubscribe_routes(settings.unsubscribe_secret, client, keys)
     routes.append(openapi_route(settings))
     app = IntakeApp(routes=routes, lifespan=lifespan)
     app.state.intake = intake
-    tallies = observe.install(app, settings, keys)  # issue 7: /metrics, request metrics, structured logs
+    tallies = observe.install(app, settings, keys)  # /metrics, request metrics, logs
     app.fast_path = (sign_route, sign, tallies)  # JSON signatures skip Starlette's layers: fast.py
     return app

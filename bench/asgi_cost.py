@@ -64,8 +64,8 @@ async def request(app: Any, method: str, path: str, body: bytes = b"") -> int:
 
 async def measure(args: argparse.Namespace, prefix: str) -> list[float]:
     from api_stub.app import create_app
+    from worker.drain.registry import PetitionCard, Registry
     from worker.keys import Keys
-    from worker.registry import PetitionCard, Registry
     from worker.settings import Settings
 
     settings = Settings.from_env({}, redis_url=args.redis, key_prefix=prefix, log_level="WARNING")

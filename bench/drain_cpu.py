@@ -51,7 +51,7 @@ def instrument(drainer: Any) -> None:
 
 
 def instrument_module() -> None:
-    import worker.drain as drain_module
+    import worker.drain.drainer as drain_module
 
     drain_module.plan_batch = timed("plan", drain_module.plan_batch)  # type: ignore[assignment]
 

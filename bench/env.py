@@ -22,9 +22,9 @@ import psycopg
 import redis
 
 from bench.data import PETITIONS
+from worker.db.migrate import upgrade
+from worker.drain.petitions import create_petition, sync_registry
 from worker.keys import CONSUMER_GROUP, Keys
-from worker.migrate import upgrade
-from worker.petitions import create_petition, sync_registry
 from worker.runtime import Runtime
 from worker.settings import Settings
 

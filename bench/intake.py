@@ -35,7 +35,17 @@ def start_api(
     port = free_port()
     env = settings_env(settings, **extra)
     proc = subprocess.Popen(
-        [*prefix, sys.executable, "-m", "worker.cli", "api", "--port", str(port), "--workers", str(workers)],
+        [
+            *prefix,
+            sys.executable,
+            "-m",
+            "worker.ops.cli",
+            "api",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -20,10 +20,10 @@ import orjson
 import redis
 
 from api_stub.app import create_app
-from api_stub.observe import MetricsMiddleware, Tallies
+from api_stub.metrics.observe import MetricsMiddleware, Tallies
 from bench.asgi_cost import request
+from worker.drain.registry import PetitionCard, Registry
 from worker.keys import Keys
-from worker.registry import PetitionCard, Registry
 from worker.settings import Settings
 
 

@@ -21,11 +21,11 @@ import psycopg
 import redis
 
 from bench.data import signatures
+from worker.drain.streams import lua
 from worker.keys import Keys
 from worker.pipeline.entry import encode
 from worker.pipeline.fields import SignatureFields
 from worker.settings import Settings
-from worker.streams import lua
 
 
 def pct(values: list[float], p: float) -> float:

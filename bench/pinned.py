@@ -22,7 +22,7 @@ import redis
 
 from bench import intake
 from bench.env import cpu_seconds, family, stop
-from worker.registry import PetitionCard
+from worker.drain.registry import PetitionCard
 from worker.runtime import Runtime
 from worker.settings import Settings
 

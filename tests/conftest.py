@@ -19,10 +19,10 @@ import redis
 
 from tests.helpers import drain_everything
 from tests.servers import answers, embedded_postgres, embedded_redis, scratch_dir
+from worker.db.migrate import upgrade
+from worker.drain.petitions import create_petition
+from worker.drain.registry import PetitionCard
 from worker.keys import Keys
-from worker.migrate import upgrade
-from worker.petitions import create_petition
-from worker.registry import PetitionCard
 from worker.runtime import Runtime
 from worker.settings import Settings
 

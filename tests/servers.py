@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from worker.embedded import Server, start_postgres, start_redis
+from worker.ops.embedded import Server, start_postgres, start_redis
 
 
 def answers(host: str, port: int) -> bool:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from worker.cli import build_parser
 from worker.keys import INGEST_QUEUE
+from worker.ops.cli import build_parser
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,5 +1,5 @@
 """deploy/: the Grafana dashboard and the alert rules load, and every metric they name exists in
-worker/metrics.py (promtool is not available here, so this is the check we can make)."""
+worker/observability/metrics.py (promtool is not available here, so this is the check we can make)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from worker import metrics as m
+from worker.observability import metrics as m
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 METRIC = re.compile(r"\bsigingest_[a-z0-9_]+")

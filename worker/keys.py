@@ -14,6 +14,8 @@ from dataclasses import dataclass
 CONSUMER_GROUP = "ingest"
 INGEST_QUEUE = "ingest"
 REMINDERS_QUEUE = "reminders"
+# The drain task's name: slices are sent by name, so the scheduler imports no task module.
+DRAIN_TASK = "ingest.drain"
 HEX_DIGEST = re.compile(r"[0-9a-f]{1,64}")
 HEX_DIGEST_LINES = re.compile(r"(?:[0-9a-f]{1,64}\n)*")
 
@@ -74,15 +76,15 @@ class Keys:
         """String with a TTL: a follow-up reminders run is already queued for due retries."""
         return f"{self.prefix}reminders:follow-up"
 
-    # issue 7: operating it
+    # Operating it: recent activity for `sigingest stats`
     def recent(self, second: int) -> str:
         """Hash petition id -> signatures persisted in that epoch second (expires after minutes)."""
         return f"{self.prefix}recent:{int(second)}"
 
-    # issue 8: trustworthy counts
+    # Trustworthy counts: abuse windows
     def abuse_window(self, petition_id: int, ip_hash: str) -> str:
         """Receipts from one hashed IP on one petition, by accepted-at (ms): a sorted set, or a
-        string `<ms> <receipt>` while it holds one (worker/lua/abuse_windows.lua).
+        string `<ms> <receipt>` while it holds one (worker/drain/lua/abuse_windows.lua).
 
         An IP hash that is not the intake's hex digest (another producer) is digested again,
         so entry data never shapes a key."""

@@ -10,21 +10,17 @@ from functools import cached_property
 import redis
 from sqlalchemy import Engine, create_engine
 
-from worker.abuse import AbuseGuard, policy_from_settings
-from worker.drain import DrainConfig, Drainer
+from worker.connections import redis_client
+from worker.drain.abuse import AbuseGuard, policy_from_settings
+from worker.drain.drainer import DrainConfig, Drainer
+from worker.drain.registry import Registry
+from worker.drain.store import SignatureStore
+from worker.drain.streams import SignatureStreams
 from worker.keys import Keys
-from worker.metrics import WorkerMetrics
-from worker.observe import BatchObserver
+from worker.observability.batches import BatchObserver
+from worker.observability.metrics import WorkerMetrics
 from worker.pipeline.emails import EmailChecker
-from worker.registry import Registry
 from worker.settings import Settings
-from worker.store import SignatureStore
-from worker.streams import SignatureStreams
-
-
-def redis_client(url: str) -> redis.Redis:
-    """A client for `url` (its database number honoured) that fails fast when Redis is gone."""
-    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30)
 
 
 @dataclass

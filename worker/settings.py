@@ -65,10 +65,10 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     log_level: str = "INFO"
 
-    # issue 9: petition page and signing form
+    # The petition page and its signing form
     csrf_secret: str = DEV_SECRET  # key of the HMAC behind the form's CSRF token
     csrf_max_age_seconds: int = Field(86_400, ge=60)  # a form older than this is refreshed, not accepted
-    # issue 6: reminders
+    # Reminder emails
     reminder_every: float = Field(3600.0, gt=0)  # seconds between beat runs of reminders.send_due
     reminder_min_recent: int = Field(10, ge=0)  # signatures in the last 24 h for a petition to qualify
     reminder_min_interval: float = Field(7 * 86_400.0, ge=0)  # seconds between two reminders to a person
@@ -92,9 +92,9 @@ class Settings(BaseSettings):
             return float(value.strip()[:-1]) * units[value.strip()[-1].lower()]
         return value
 
-    # issue 3: `sigingest up` (embedded servers, logs, beat schedule) and `sigingest demo`
+    # `sigingest up` (embedded servers, logs, beat schedule) and `sigingest demo`
     data_dir: str = ".sigingest"
-    # issue 7: operating it
+    # Operating it: metrics endpoints
     # Where a worker's prefork children write their metrics for its endpoint to sum. Empty: a
     # fresh private directory. (Not prometheus-client's own variable, which it reads by itself.)
     worker_metrics_dir: str = ""
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # Where the intake processes behind one port share their request figures, so any one of them
     # answers a scrape for all. `sigingest api --workers N` (N > 1) makes a fresh one when empty.
     intake_metrics_dir: str = ""
-    # issue 8: trustworthy counts (abuse limits, suspicious-share report)
+    # Trustworthy counts: abuse limits, the suspicious-share report
     abuse_checks: bool = True  # rate limits and allow/block lists in the worker
     rate_burst_limit: int = Field(1, ge=0)  # signatures per hashed IP per petition per burst window
     rate_burst_seconds: int = Field(60, ge=1)
@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     @field_validator("allowed_ips")
     @classmethod
     def _allowed_ips_can_be_hashed(cls, value: str) -> str:
-        parse_ip_list(value)  # issue 8: refuse a bad ALLOWED_IPS at start, naming the entry
+        parse_ip_list(value)  # refuse a bad ALLOWED_IPS at start, naming the entry
         return value
 
     @classmethod

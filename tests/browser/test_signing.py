@@ -14,7 +14,7 @@ import pytest
 from tests.browser.driver import Browser, Page
 from tests.conftest import PetitionFactory
 from tests.helpers import backlog, wait_for
-from worker.petitions import set_status
+from worker.drain.petitions import set_status
 from worker.runtime import Runtime
 
 pytestmark = pytest.mark.browser

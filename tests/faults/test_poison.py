@@ -23,7 +23,7 @@ from tests.faults.harness import (
     wait_drained,
 )
 from tests.helpers import wait_for
-from worker.deadletters import DeadLetters, cmd_deadletters
+from worker.ops.deadletters import DeadLetters, cmd_deadletters
 from worker.runtime import Runtime
 from worker.settings import Settings
 

@@ -29,8 +29,8 @@ from tests.faults.harness import (
     wait_drained,
 )
 from tests.helpers import backlog, wait_for
+from worker.db.migrate import upgrade
 from worker.keys import CONSUMER_GROUP
-from worker.migrate import upgrade
 from worker.runtime import Runtime
 from worker.settings import Settings
 

@@ -15,7 +15,7 @@ Conn = psycopg.Connection[tuple[object, ...]]
 # publishes again once such stragglers have landed.
 Publish = Callable[[Mapping[int, int]], None]
 
-# Same statement, same order as the batch writer (worker/store.py): no lock-order deadlocks.
+# Same statement, same order as the batch writer (worker/drain/store.py): no lock-order deadlocks.
 LOCK_PETITIONS = "SELECT id FROM petitions WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
 
 

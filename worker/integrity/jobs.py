@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from worker.abuse import policy_from_settings
+from worker.drain.abuse import policy_from_settings
 from worker.integrity.db import connect, settle
 from worker.integrity.reconcile import Drift, reconcile
-from worker.integrity.suspicious import (
-    SuspicionRules,
-    SuspiciousReport,
-    find_suspicious,
-    publish_report,
-)
+from worker.integrity.suspicious import SuspicionRules, find_suspicious
+from worker.observability.suspicious_report import SuspiciousReport, publish_report
 from worker.pipeline.abuse import parse_domains
 from worker.runtime import Runtime
 from worker.settings import Settings

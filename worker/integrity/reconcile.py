@@ -9,7 +9,7 @@ The repair locks the petition row `FOR UPDATE`, which conflicts with both locks,
 a new statement (so a new snapshot), then sets the count, in one transaction. So a batch already
 writing to the petition commits first and the count sees its rows; a batch that comes later
 waits at its first insert for the petition until the repair commits, then adds `+n` to the
-repaired value. Each row is counted once (`tests/integrity/test_reconcile.py` checks both
+repaired value. Each row is counted once (`tests/worker/integrity/test_reconcile.py` checks both
 orders, and a repair during a spike drained by real worker processes). Finding drift needs no
 lock: one statement sees one snapshot, where a batch's rows and count appear together.
 """

@@ -6,9 +6,9 @@ apart from its Redis copy, and a repair locks the petition row it sets.
 
 from __future__ import annotations
 
-from worker.celery import app, settings
 from worker.integrity.jobs import reconcile_signature_counts, report_suspicious_signatures
 from worker.runtime import runtime
+from worker.scheduling.app import app, settings
 
 
 @app.task(name="integrity.report_suspicious")  # type: ignore[untyped-decorator]

@@ -10,7 +10,7 @@ Rules, after a large public petitions site, checked in this order:
 receipt, so the outcome does not depend on when or how often a worker sees the entry. Every
 submission that is rate-checked takes a place in the window, fraudulent ones included: a
 script that keeps hammering stays over the limit. Counting is the adapter's job
-(`worker/abuse.py`): this module says which rows need counting and judges them given the counts.
+(`worker/drain/abuse.py`): this module says which rows need counting and judges them given the counts.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def usual_domain(domain: str) -> str | None:
     For ASCII input its steps reduce to: lowercase (UTS-46 mapping), then the label rules
     (letters, digits and inner hyphens, 1-63 characters, no `ab--` labels: here no `--` at
     all, which also rules out Punycode), the length, a dot and a last character that is a
-    letter (globally deliverable), and no special-use name. tests/pipeline/test_domains.py
+    letter (globally deliverable), and no special-use name. tests/worker/pipeline/test_domains.py
     checks the answer against email-validator."""
     if len(domain) > DOMAIN_MAX_LENGTH or not domain.isascii():
         return None

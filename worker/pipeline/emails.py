@@ -96,7 +96,7 @@ class EmailChecker:
         Such a local part is valid as typed (`validate_email_local_part` returns it unchanged,
         at any `STRICT`; an ASCII one lowercased for RFC 2142 names), so only the cached domain
         facts and the lengths remain: `_fast`'s steps without the calls.
-        tests/pipeline/test_emails_fast.py checks both results against email-validator."""
+        tests/worker/pipeline/test_emails_fast.py checks both results against email-validator."""
         local, _, domain = address.partition("@")
         if len(local) > LOCAL_PART_MAX_LENGTH:
             return None
@@ -157,7 +157,7 @@ class EmailChecker:
         `validate_email`'s steps in its order, through the same email_validator.syntax
         functions: the local part (NFC input only, so normalising changes nothing; lowercased
         for RFC 2142 names), then the domain, then the lengths (beyond them: the full path, for
-        its exact message). Proven equal by tests/pipeline/test_emails_fast.py.
+        its exact message). Proven equal by tests/worker/pipeline/test_emails_fast.py.
         """
         local, _, domain = address.partition("@")
         if not DOT_ATOM_TEXT_INTL.match(local) or not PLAIN_DOMAIN.match(domain):

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import redis
 
+from worker.drain.streams import translated
 from worker.keys import Keys
 from worker.reminders import store
 from worker.reminders.message import Letterhead, Reminder, render
@@ -32,7 +33,6 @@ from worker.reminders.transport import (
     transport_for,
 )
 from worker.settings import Settings
-from worker.streams import translated
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""`reminders.send_due`: the beat-scheduled run, on the `reminders` queue (routed in worker/celery.py)."""
+"""`reminders.send_due`: the beat-scheduled run, on the `reminders` queue (routed in
+worker/scheduling/app.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import Any
 
 import redis
 
-from worker.celery import app, settings
 from worker.keys import Keys
 from worker.reminders.run import RunReport, send_due
 from worker.runtime import runtime
+from worker.scheduling.app import app, settings
 
 # Follow-ups wait at most this long: Celery's Redis transport redelivers ETA tasks that wait past
 # its visibility timeout (an hour by default), so a longer countdown would run more than once.

@@ -1,0 +1,167 @@
+"""The intake's Redis edge: append a submission (one Lua call) and read the petition registry.
+
+Appends issued by concurrent requests in the same event-loop tick go to Redis together, one
+pipeline of Lua calls (still one call per submission, each atomic): under load many requests
+share one round trip instead of each paying its own.
+
+Errors from redis-py become `QueueUnavailable`, answered as 503 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from hiredis import pack_command
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError, ResponseError
+
+from worker.drain.registry import PetitionCard, card_from_hash
+from worker.drain.streams import lua, translated
+from worker.keys import Keys
+from worker.pipeline.entry import encode
+from worker.pipeline.fields import SignatureFields
+
+Call = tuple[list[Any], list[Any], "asyncio.Future[Any]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """The outcome of one append: `ok` (with the receipt), `unknown`, `closed` or `full`."""
+
+    status: str
+    receipt: str | None = None
+
+
+class SharedRoundTrips:
+    """Runs a Lua script for many callers: calls made in one event-loop tick are sent as one
+    pipeline of EVALSHA when the loop next turns. Each caller gets its own reply or error.
+
+    Plain EVALSHA rather than redis-py's pipelined `Script`, which asks `SCRIPT EXISTS` before
+    every pipeline (a second round trip); a `NOSCRIPT` reply (Redis restarted) loads the script
+    and sends those calls again: a refused EVALSHA ran nothing.
+    """
+
+    def __init__(self, client: aioredis.Redis, source: str) -> None:
+        self._redis, self._source = client, source
+        self._sha = hashlib.sha1(source.encode()).hexdigest()
+        self._waiting: list[Call] = []
+        self._flights: set[asyncio.Task[None]] = set()
+
+    async def call(self, keys: list[Any], args: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._send)
+        self._waiting.append((keys, args, future))
+        return await future
+
+    def _send(self) -> None:
+        calls, self._waiting = self._waiting, []
+        flight = asyncio.ensure_future(self._flight(calls))
+        self._flights.add(flight)  # keep a reference until it lands
+        flight.add_done_callback(self._flights.discard)
+
+    async def _flight(self, calls: list[Call]) -> None:
+        try:
+            replies = await self._evalsha(calls)
+            missing = [c for c, r in zip(calls, replies, strict=True) if isinstance(r, NoScriptError)]
+            if missing:
+                await self._redis.script_load(self._source)
+                again = dict(zip(map(id, missing), await self._evalsha(missing), strict=True))
+                replies = [again.get(id(c), r) for c, r in zip(calls, replies, strict=True)]
+        except Exception as exc:
+            for *_, future in calls:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (*_, future), reply in zip(calls, replies, strict=True):
+            if future.done():
+                continue  # the request went away; its append stands, like any sent append
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def _evalsha(self, calls: list[Call]) -> list[Any]:
+        """Every call's EVALSHA in one write, then the replies in order, an error reply as its
+        exception (`NoScriptError`, ...). What redis-py's pipeline did, without its per-command
+        objects: hiredis packs all commands at once. A connection or timeout error is retried
+        by the client's `Retry` on a fresh connection, as the pipeline's was."""
+        packed = b"".join([pack_command(("EVALSHA", self._sha, len(k), *k, *a)) for k, a, _ in calls])
+        pool = self._redis.connection_pool
+        conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            replies: list[Any] = await conn.retry.call_with_retry(
+                lambda: _exchange(conn, packed, len(calls)), lambda error: conn.disconnect(error=error)
+            )
+            return replies
+        finally:
+            await pool.release(conn)
+
+
+async def _exchange(conn: AbstractConnection, packed: bytes, replies: int) -> list[Any]:
+    await conn.send_packed_command(packed)
+    out: list[Any] = []
+    for _ in range(replies):
+        try:
+            out.append(await conn.read_response())
+        except ResponseError as exc:
+            out.append(exc)
+    return out
+
+
+class IntakeQueue:
+    def __init__(self, client: aioredis.Redis, keys: Keys, *, idempotency_ttl: int, max_backlog: int) -> None:
+        self._redis = client
+        self._keys = keys
+        self._append = SharedRoundTrips(client, lua("append"))
+        self._ttl = idempotency_ttl
+        self._shard_limit = math.ceil(max_backlog / keys.shards) if max_backlog else 0
+        self.on_unavailable: Callable[[], None] = lambda: None  # counts Redis errors
+
+    async def append(
+        self,
+        petition_id: int,
+        fields: SignatureFields,
+        receipt: str,
+        accepted_ms: int,
+        ip_hash: str | None,
+        *,
+        honeypot: bool = False,
+    ) -> Appended:
+        """Check the registry and append atomically; returns the receipt (a prior one when the
+        idempotency key was seen before). `honeypot` marks the entry to be stored fraudulent."""
+        shard = self._keys.shard_for_email(fields.email)
+        stream = self._keys.stream(shard)
+        idem = (
+            self._keys.idempotency(petition_id, _digest(fields.idempotency_key))
+            if fields.idempotency_key
+            else stream
+        )
+        payload = encode(receipt, petition_id, accepted_ms, ip_hash, fields, honeypot=honeypot)
+        with translated(self.on_unavailable):
+            reply = await self._append.call(
+                keys=[self._keys.petition(petition_id), stream, idem, self._keys.totals],
+                args=[payload, receipt, self._ttl, self._shard_limit, "1" if fields.idempotency_key else "0"],
+            )
+        status = reply[0].decode()
+        return Appended(status, reply[1].decode() if len(reply) > 1 else None)
+
+    async def petition(self, petition_id: int) -> PetitionCard | None:
+        with translated(self.on_unavailable):
+            data: Any = await self._redis.hgetall(self._keys.petition(petition_id))
+        return card_from_hash(petition_id, data) if data else None
+
+    async def ping(self) -> bool:
+        with translated(self.on_unavailable):
+            return bool(await self._redis.ping())
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
