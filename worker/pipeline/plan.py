@@ -22,7 +22,7 @@ MAX_PETITION_ID = 2**63 - 1
 
 class Row(NamedTuple):
     """A signature to insert. A named tuple in the store's column order (`store.ROW_COLUMNS`):
-    built several times faster than a frozen dataclass, and handed to COPY as it is."""
+    cheaper to build than a frozen dataclass, and handed to COPY as it is."""
 
     receipt: str
     petition_id: int
