@@ -1,9 +1,8 @@
 """The hot route, answered in front of Starlette's middleware stack.
 
-Under a spike nearly every request is a JSON `POST /petitions/{id}/signatures`. Starlette's
-error, exception and routing layers and the metrics middleware around it were ~16 % of the
-intake's CPU per request under Granian and a third of the app's own (BENCHMARKS.md, "Profile,
-round 3"). `FastSigning` takes those requests before that stack: matched by the route's own
+Under a spike nearly every request is a JSON `POST /petitions/{id}/signatures`, and Starlette's
+layers and the metrics middleware around it were a large share of its CPU (BENCHMARKS.md,
+"Profile, round 3"). `FastSigning` takes those requests before that stack: matched by the route's own
 `matches`, answered by the same endpoint (`answering_errors(Intake.sign)`: the same parsing, Lua
 append, error translation and responses), tallied in the same /metrics figures, and an
 unexpected error answered 500 and re-raised as Starlette's `ServerErrorMiddleware` does.

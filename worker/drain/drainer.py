@@ -125,10 +125,9 @@ class Drainer:
 
     def _read_lingering(self) -> list[Entry]:
         """Read new entries. After a read that found only a light load, wait out `linger_ms`
-        from its start first: a batch costs ~2 ms of worker CPU whatever its size, and a light
-        load read as soon as it arrived came in batches of a few entries (at 5,000/s the
-        workers spent 0.7 of a core on it). The first entry after an idle spell is read at once
-        (the blocking read returns with it)."""
+        from its start first: a batch costs about the same CPU whatever its size, so a light load
+        is better read in fewer, fuller batches (BENCHMARKS.md, "Round 4"). The first entry after
+        an idle spell is read at once (the blocking read returns with it)."""
         wait = self._next_read - self._clock()
         if wait > 0:
             self._sleep(wait)

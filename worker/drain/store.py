@@ -31,30 +31,16 @@ STAGING = f"""
 CREATE TEMP TABLE IF NOT EXISTS sig_staging ON COMMIT DELETE ROWS AS
 SELECT {ROW_COLUMNS} FROM signatures WITH NO DATA
 """
-# Every insert goes in key order: two concurrent batches that share a person (or, redelivered,
-# a receipt) then wait for each other's unique-index entries in one direction only, never in a
-# cycle; unordered, they deadlocked under a viral spike (tests/faults/test_viral_petition.py).
-# COLLATE "C" sorts bytes (abbreviated keys, no locale calls); any order all writers share will
-# do, and under a C or C.UTF-8 database collation it is the index's own order.
-# What comes back is small: stored rows counted per (petition, state), and the staged rows that
-# were not stored (~10 %: they lost to an earlier signature, or are a redelivery), one by one.
-#
-# The usual statement names one arbiter, the person's key: every row that would clash on its
-# receipt clashes on its person too (a redelivery is the same signature), so checking the
-# receipt index (and the primary key) before each insert, as a bare ON CONFLICT does, was
-# ~5 µs of PostgreSQL per row spent for nothing. Where a stored row's person key was rewritten
-# since (`anonymize`), or a producer reused a receipt, the receipt index refuses the insert
-# (23505) and the batch is written again with ON_ANY_CONFLICT, which skips such rows as before.
-#
-# Both inserts probe the other table per row by its unique receipt index, never by a scan: the
-# `OFFSET 0` keeps each NOT EXISTS a per-row subplan that the planner cannot turn into a hash
-# anti join. With the join, every batch read the whole of `rejected_signatures` (or, in
-# INSERT_REJECTS, `signatures`) into a hash, so a batch cost grew with the table, not with the
-# batch: at a steady 25,000/s the drain read ~150-row batches, each spent 6 ms hashing 24,000
-# rejects for 150 look-ups (3 ms with the probes), and the backlog grew without end.
-# They are also planned at each batch (`prepare=False`): a plan cached when the tables or the
-# staging table were small would keep choosing for those sizes (psycopg prepares a statement
-# after five runs, and PostgreSQL keeps a generic plan until the next ANALYZE).
+# Decisions behind the insert (figures: BENCHMARKS.md, "Profile, round 3: the drain" and "Round 4"):
+# - Rows go in key order (COLLATE "C": bytes, no locale calls), so concurrent batches that share
+#   a person wait in one direction and never deadlock (tests/faults/test_viral_petition.py).
+# - It returns only counts per (petition, state) and the staged rows that lost, not every row.
+# - One arbiter, the person's key: a receipt clash is a person clash, so checking the receipt
+#   index first is wasted work; where it is not (a row rewritten by `anonymize`, a reused
+#   receipt) the receipt index refuses (23505) and the batch is written again with ON_ANY_CONFLICT.
+# - `OFFSET 0` keeps each NOT EXISTS a per-row probe of the receipt index: as a hash anti join it
+#   read the whole other table on every batch, a cost that grew with the table.
+# - Planned at each batch (`prepare=False`): a plan cached while the tables were small would stay.
 INSERT_SIGNATURES = f"""
 WITH stored AS (
     INSERT INTO signatures ({ROW_COLUMNS})
@@ -79,9 +65,8 @@ class ReceiptTaken(Exception):
     """The usual insert met a stored receipt under another person key: write with ON_ANY_CONFLICT."""
 
 
-# The rejects arrive as one JSON array of `Reject` objects (orjson writes it in one C call;
-# five Python lists through psycopg's array dumper cost ~20 µs per reject); counted per
-# (petition, reason) on the way back.
+# The rejects arrive as one JSON array of `Reject` objects (orjson writes it in one C call, far
+# cheaper than psycopg's array dumper over five lists); counted per (petition, reason) on the way back.
 INSERT_REJECTS = """
 WITH recorded AS (
     INSERT INTO rejected_signatures (receipt, petition_id, reason, detail, accepted_at)

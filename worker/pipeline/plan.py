@@ -14,15 +14,15 @@ from typing import NamedTuple
 from email_validator import EmailNotValidError
 
 from worker.pipeline.emails import EmailChecker
-from worker.pipeline.entry import Entry, Submission, UndecodableEntry, decode, decode_usual
-from worker.pipeline.fields import InvalidFields, parse_fields, usual_fields
+from worker.pipeline.entry import Entry, Submission, UndecodableEntry, decode
+from worker.pipeline.fields import InvalidFields, parse_fields
 
 MAX_PETITION_ID = 2**63 - 1
 
 
 class Row(NamedTuple):
     """A signature to insert. A named tuple in the store's column order (`store.ROW_COLUMNS`):
-    built several times faster than a frozen dataclass, and handed to COPY as it is."""
+    cheaper to build than a frozen dataclass, and handed to COPY as it is."""
 
     receipt: str
     petition_id: int
@@ -82,47 +82,31 @@ class BatchPlan:
 
 
 def plan_batch(entries: Sequence[Entry], emails: EmailChecker) -> BatchPlan:
-    """Decode, validate, canonicalise and deduplicate one batch. Never raises for bad entries.
-
-    An entry as our intake writes it, with valid fields and email, takes `usual_row` (fewer
-    calls and objects: this loop runs for every signature); any other entry, or one that path
-    does not accept, goes through `decode` and `check_submission`, which give the reasons."""
+    """Decode, validate, canonicalise and deduplicate one batch. Never raises for bad entries."""
     plan = BatchPlan(entries=list(entries))
     rows, rejects = plan.rows, plan.rejects
     seen_receipts: set[str] = set()
     seen_people: set[tuple[int, str]] = set()
     times: dict[int, datetime] = {}
     for entry in entries:
-        row = usual_row(entry.payload, emails, times)
-        if row is not None:
-            if row.receipt in seen_receipts:
-                continue  # the same entry twice in one batch (a claim raced a read): once is enough
-            seen_receipts.add(row.receipt)
-            if isinstance(row, Reject):
-                rejects.append(row)
-                continue
-            person = (row.petition_id, row.canonical_email)
-            if person in seen_people:
-                rejects.append(Reject(row.receipt, row.petition_id, "duplicate", None, row.accepted_at))
-            else:
-                seen_people.add(person)
-                rows.append(row)
-            continue
         try:
-            submission = decode(entry)
+            submission = decode(entry, times)
         except UndecodableEntry as exc:
             plan.poison.append(Poison(entry, str(exc)))
             continue
-        if submission.receipt in seen_receipts:
-            continue
-        seen_receipts.add(submission.receipt)
+        receipt = submission.receipt
+        if receipt in seen_receipts:
+            continue  # the same entry twice in one batch (a claim raced a read): once is enough
+        seen_receipts.add(receipt)
         outcome = check_submission(submission, emails)
         if isinstance(outcome, Reject):
             rejects.append(outcome)
-        elif (outcome.petition_id, outcome.canonical_email) in seen_people:
+            continue
+        person = (outcome.petition_id, outcome.canonical_email)
+        if person in seen_people:
             rejects.append(_reject(submission, "duplicate", None))
         else:
-            seen_people.add((outcome.petition_id, outcome.canonical_email))
+            seen_people.add(person)
             rows.append(outcome)
     return plan
 
@@ -130,53 +114,22 @@ def plan_batch(entries: Sequence[Entry], emails: EmailChecker) -> BatchPlan:
 _new_row = tuple.__new__
 
 
-def usual_row(payload: bytes | None, emails: EmailChecker, times: dict[int, datetime]) -> Row | Reject | None:
-    """`check_submission(decode(entry))` when the entry and its fields are as our intake writes
-    them and valid: the row, or the `invalid_email` reject; None for anything else (decode it,
-    then)."""
-    usual = decode_usual(payload, times)
-    if usual is None:
-        return None
-    receipt, petition_id, accepted_at, ip_hash, raw_fields, honeypot = usual
-    fields = usual_fields(raw_fields)
-    if fields is None or not 0 < petition_id <= MAX_PETITION_ID:
-        return None
-    email, name, postcode, country, opt_in = fields
+def check_submission(submission: Submission, emails: EmailChecker) -> Row | Reject:
+    """One submission's fields and email, as a row to insert or a reject with its reason."""
+    _, receipt, petition_id, accepted_at, ip_hash, raw_fields, honeypot = submission
+    if not 0 < petition_id <= MAX_PETITION_ID:
+        return _reject(submission, "unknown_petition", "petition id out of range")
     try:
+        email, name, postcode, country, opt_in, _ = parse_fields(raw_fields)
         canonical = emails.canonical(email)
-    except EmailNotValidError as exc:  # what `check_submission` finds after the same checks
-        return Reject(receipt, petition_id, "invalid_email", str(exc), accepted_at)
+    except InvalidFields as exc:
+        return _reject(submission, "invalid_field", str(exc))
+    except EmailNotValidError as exc:
+        return _reject(submission, "invalid_email", str(exc))
     state = "fraudulent" if honeypot else "validated"
     # Row(...) without its keyword-handling __new__: the same tuple, built in one C call.
     values = (receipt, petition_id, email, canonical, name, postcode, country, opt_in, ip_hash, accepted_at)
     return _new_row(Row, (*values, state))
-
-
-def check_submission(submission: Submission, emails: EmailChecker) -> Row | Reject:
-    """One submission's fields and email, as a row to insert or a reject with its reason."""
-    if not 0 < submission.petition_id <= MAX_PETITION_ID:
-        return _reject(submission, "unknown_petition", "petition id out of range")
-    try:
-        fields = parse_fields(submission.raw_fields)
-    except InvalidFields as exc:
-        return _reject(submission, "invalid_field", str(exc))
-    try:
-        checked = emails.check(fields.email)
-    except EmailNotValidError as exc:
-        return _reject(submission, "invalid_email", str(exc))
-    return Row(
-        receipt=submission.receipt,
-        petition_id=submission.petition_id,
-        email=fields.email,
-        canonical_email=checked.canonical,
-        name=fields.name,
-        postcode=fields.postcode,
-        country=fields.country,
-        opt_in=fields.opt_in,
-        ip_hash=submission.ip_hash,
-        accepted_at=submission.accepted_at,
-        state="fraudulent" if submission.honeypot else "validated",
-    )
 
 
 def check_petitions(rows: Iterable[Row], states: dict[int, PetitionState]) -> tuple[list[Row], list[Reject]]:

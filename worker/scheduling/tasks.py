@@ -21,11 +21,9 @@ log = logging.getLogger("sigingest.drain")
 
 @signals.worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]
 def settle_collector(**_: Any) -> None:
-    """In each pool process: leave what is loaded by now (modules, Celery, settings) out of
-    Python's cyclic collections for good (`gc.freeze`), and collect less often. A batch makes
-    and drops some ten thousand objects, nearly none in cycles; with the default thresholds the
-    collector ran many times per batch and walked the whole heap every few batches, ~6 µs per
-    signature (bench.drain_cpu with and without)."""
+    """In each pool process: leave what is loaded by now out of Python's cyclic collections for
+    good (`gc.freeze`), and collect less often: a batch makes and drops some ten thousand
+    objects, nearly none in cycles (the cost measured: BENCHMARKS.md, "Profile, round 3")."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 10)
 
