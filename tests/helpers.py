@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
+import pytest
 
 from worker.keys import CONSUMER_GROUP
 from worker.pipeline.plan import Row
@@ -156,6 +157,19 @@ def healthy(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def in_ci() -> bool:
+    """Running in CI: `CI` set to anything but empty, 0, false or no (CI services set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def missing_tool(reason: str) -> NoReturn:
+    """A tool the test needs is not installed: skip it on a developer's machine, but fail it in
+    CI, where a skip would leave the run green with the feature never tested."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: a missing tool fails the run instead of skipping)", pytrace=False)
+    pytest.skip(reason)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05) -> None:

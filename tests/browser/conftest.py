@@ -1,6 +1,6 @@
 """Browser fixtures: headless Chromium, the intake served by Granian on a free localhost port,
 and a real Celery worker. Skipped, saying what is missing, when Chromium, node or playwright-core
-is not installed (`.ci/run` installs all three).
+is not installed (`.ci/run` installs all three); failed instead when `CI` is set.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import httpx2
 import pytest
 
 from tests.browser.driver import ARTIFACTS, HERE, Browser, Page
-from tests.helpers import settings_env, start_worker, stop_process, wait_for
+from tests.helpers import missing_tool, settings_env, start_worker, stop_process, wait_for
 from worker.keys import drainer_lease
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -41,7 +41,7 @@ def missing_tools() -> str | None:
 def browser() -> Iterator[Browser]:
     reason = missing_tools()
     if reason:
-        pytest.skip(reason)
+        missing_tool(reason)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     node = shutil.which("node")
     assert node is not None

@@ -5,6 +5,7 @@ go to test-artifacts/browser/.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx2
@@ -15,6 +16,7 @@ from tests.browser.driver import Browser, Page
 from tests.conftest import PetitionFactory
 from tests.helpers import backlog, wait_for
 from worker.drain.petitions import set_status
+from worker.observability.stats import gather
 from worker.runtime import Runtime
 
 pytestmark = pytest.mark.browser
@@ -49,6 +51,22 @@ def duplicates(db: Db, petition_id: int) -> int:
     ).fetchone()
     assert row is not None and isinstance(row[0], int)
     return row[0]
+
+
+def signature_count(db: Db, petition_id: int) -> int:
+    """The petition's count in PostgreSQL, written in the same transaction as its batch's rows."""
+    row = db.execute("SELECT signature_count FROM petitions WHERE id = %s", [petition_id]).fetchone()
+    assert row is not None and isinstance(row[0], int)
+    return row[0]
+
+
+def every_batch_published(rt: Runtime) -> bool:
+    """The worker has finished every submission the intake accepted, its live count published
+    included: a batch's running totals are added after its counts are published to the page's
+    registry, so once they account for every accepted submission no publish is still to come."""
+    t = gather(rt.redis, rt.keys, time.time())
+    handled = t.persisted + t.uncounted + t.duplicates + sum(t.rejected.values()) + t.dead_lettered
+    return handled == t.accepted
 
 
 def only_this_site_and_no_errors(page: Page, site: str) -> None:
@@ -95,7 +113,7 @@ def test_a_signer_fills_the_form_sees_the_thank_you_and_watches_the_count_rise(
 
 
 def test_signing_again_with_the_same_email_in_another_case_leaves_the_count_unchanged(
-    browser: Browser, site: str, worker: None, make_petition: PetitionFactory, db: Db
+    browser: Browser, site: str, worker: None, make_petition: PetitionFactory, db: Db, rt: Runtime
 ) -> None:
     petition = make_petition()
     url = f"{site}/petitions/{petition.id}"
@@ -111,8 +129,11 @@ def test_signing_again_with_the_same_email_in_another_case_leaves_the_count_unch
     fill_in(again, "Ann Lee", "Ann.Lee@EXAMPLE.org")
     again.click("#sign-button")
     again.wait_visible("#thanks")
-    # The worker records it as a duplicate; the count does not move, on the page or after a reload
+    # The worker records it as a duplicate; the count does not move, in PostgreSQL (the same
+    # transaction as the duplicate), on the page, or after a reload once the batch is published
     wait_for(lambda: duplicates(db, petition.id) == 1, timeout=45, interval=0.2)
+    assert signature_count(db, petition.id) == 2
+    wait_for(lambda: every_batch_published(rt), timeout=45, interval=0.2)
     assert count_on(again) == 2
     again.reload()
     assert count_on(again) == 2 and "Join Clara and 1 supporters today." in again.text(".nudge")
@@ -121,7 +142,7 @@ def test_signing_again_with_the_same_email_in_another_case_leaves_the_count_unch
 
 
 def test_a_bot_filling_the_hidden_field_sees_the_same_thank_you_and_is_not_counted(
-    page: Page, site: str, worker: None, make_petition: PetitionFactory, db: Db
+    page: Page, site: str, worker: None, make_petition: PetitionFactory, db: Db, rt: Runtime
 ) -> None:
     petition = make_petition()
     page.goto(f"{site}/petitions/{petition.id}")
@@ -133,6 +154,8 @@ def test_a_bot_filling_the_hidden_field_sees_the_same_thank_you_and_is_not_count
     page.wait_visible("#thanks")
     wait_for(lambda: len(stored(db, petition.id)) == 1, timeout=45, interval=0.2)
     assert stored(db, petition.id)[0][-1] == "fraudulent"
+    assert signature_count(db, petition.id) == 1  # the same transaction as the row
+    wait_for(lambda: every_batch_published(rt), timeout=45, interval=0.2)
     page.reload()
     assert count_on(page) == 1
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.helpers import missing_tool
 from worker.drain.registry import PetitionCard, Registry
 from worker.errors import QueueUnavailable
 from worker.keys import Keys
@@ -23,7 +24,7 @@ REDIS_SERVER = shutil.which("redis-server")
 @pytest.fixture
 def full_redis() -> Iterator[redis.Redis]:
     if REDIS_SERVER is None:
-        pytest.skip("no redis-server binary on PATH")
+        missing_tool("no redis-server binary on PATH")
     port = free_port()
     server = subprocess.Popen(
         [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

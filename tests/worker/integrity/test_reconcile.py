@@ -14,7 +14,7 @@ from tests.helpers import backlog, read_invariant, start_worker, stop_process, w
 from tests.worker.integrity.helpers import DB, add_signatures, signature_count, validated
 from worker.drain.store import ADD_COUNTS, LOCK_PETITIONS
 from worker.integrity.db import settle
-from worker.integrity.reconcile import Drift, find_drift, reconcile, repair
+from worker.integrity.reconcile import LOCK_FOR_REPAIR, SET_COUNT, Drift, find_drift, reconcile, repair
 from worker.ops.cli import main
 from worker.pipeline.entry import encode
 from worker.pipeline.fields import SignatureFields
@@ -88,15 +88,21 @@ def test_a_repair_waits_for_a_batch_already_writing_and_counts_its_rows_once(
     assert signature_count(db, petition.id) == 5 == validated(db, petition.id)
 
 
+def waits_on_a_lock(db: DB, backend_pid: int) -> bool:
+    """PostgreSQL shows that backend blocked waiting for a lock (a row or a transaction's)."""
+    row = db.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [backend_pid]).fetchone()
+    return row is not None and row[0] == "Lock"
+
+
 def test_a_batch_that_starts_during_a_repair_adds_to_the_repaired_count(
     make_petition: PetitionFactory, db: DB, database_url: str
 ) -> None:
     petition = make_petition()
     db.execute("UPDATE petitions SET signature_count = 50 WHERE id = %s", [petition.id])
     with psycopg.connect(database_url) as repairer, psycopg.connect(database_url) as writer:
-        # The repair's own steps, held open before its commit.
-        repairer.execute("SELECT signature_count FROM petitions WHERE id = %s FOR UPDATE", [petition.id])
-        repairer.execute("UPDATE petitions SET signature_count = 1 WHERE id = %s", [petition.id])
+        # The repair's own statements, held open before its commit.
+        repairer.execute(LOCK_FOR_REPAIR, [petition.id])
+        repairer.execute(SET_COUNT, [1, petition.id])
         done = threading.Event()
 
         def batch() -> None:
@@ -105,11 +111,18 @@ def test_a_batch_that_starts_during_a_repair_adds_to_the_repaired_count(
             writer.commit()
             done.set()
 
+        backend = writer.info.backend_pid
         writing = threading.Thread(target=batch)
         writing.start()
-        assert not done.wait(0.5), "the batch waits for the repair's lock"
+        # The batch has started and is blocked on the repair's lock (not merely not yet begun)
+        deadline = time.monotonic() + 10
+        while not waits_on_a_lock(db, backend) and writing.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert waits_on_a_lock(db, backend), "the batch should be waiting for the repair's lock"
+        assert not done.is_set()
         repairer.commit()
         writing.join(10)
+    assert done.is_set()
     assert signature_count(db, petition.id) == 5 == validated(db, petition.id)
 
 

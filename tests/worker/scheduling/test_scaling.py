@@ -11,8 +11,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -49,6 +51,31 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def persisted_by(port: int) -> float:
     return scrape(port).get((m.WORKER_SIGNATURES, (("outcome", "persisted"),)), 0.0)
+
+
+def logged_persisted(output: str) -> int:
+    """Signatures a worker host's processes said they persisted: the sum over every process's
+    `batch` log lines, counted without the metrics machinery."""
+    total = 0
+    for line in output.splitlines():
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # Celery's banner and the like
+        if isinstance(record, dict) and record.get("logger") == "sigingest.batch":
+            total += int(record["persisted"])
+    return total
+
+
+def persisted_per_process(directory: Path) -> list[float]:
+    """Each process's own persisted count, from its own multiprocess counter file."""
+    return [
+        s.value
+        for f in sorted(directory.glob("counter_*.db"))
+        for metric in MultiProcessCollector.merge([str(f)])  # type: ignore[no-untyped-call]
+        for s in metric.samples
+        if s.name == m.WORKER_SIGNATURES and s.labels == {"outcome": "persisted"}
+    ]
 
 
 def stored(db: psycopg.Connection[tuple[object, ...]]) -> int:
@@ -118,9 +145,16 @@ def test_two_workers_both_drain_and_a_warm_shutdown_of_one_loses_nothing(
             ) from None
         totals = gather(rt.redis, rt.keys, time.time())
         assert totals.accepted == sent and totals.persisted == sent
-        # The surviving host's endpoint sums its two prefork children; it took over the rest.
+        # The surviving host's endpoint sums its prefork children: it shows what both of them
+        # logged, and the two hosts' logs account for every signature.
         survivor = scrape(ports[1])
-        assert survivor[(m.WORKER_SIGNATURES, (("outcome", "persisted"),))] > 0
+        did = logged_persisted(workers[1].output())
+        assert did + logged_persisted(outputs[0]) == sent
+        children = persisted_per_process(tmp_path / "metrics1")
+        shown = survivor[(m.WORKER_SIGNATURES, (("outcome", "persisted"),))]
+        assert shown == did, f"/metrics shows {shown:.0f} persisted, its processes logged {did} ({children})"
+        # (a sum of one would prove nothing: both children drained)
+        assert len([n for n in children if n > 0]) >= 2, f"one prefork child did all the work: {children}"
         assert survivor[(f"{m.WORKER_BATCH_SIZE}_count", ())] == survivor[(m.WORKER_BATCHES, ())]
     finally:
         for n, worker in enumerate(workers):
