@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.asyncio.connection import AbstractConnection
@@ -32,7 +33,7 @@ Call = tuple[list[Any], list[Any], "asyncio.Future[Any]"]
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """The outcome of one append: `ok` (with the receipt), `unknown`, `closed` or `full`."""
+    """The outcome of one append: `ok` (with the receipt), `unknown`, `closed`, `full` or `reused`."""
 
     status: str
     receipt: str | None = None
@@ -136,7 +137,8 @@ class IntakeQueue:
         honeypot: bool = False,
     ) -> Appended:
         """Check the registry and append atomically; returns the receipt (a prior one when the
-        idempotency key was seen before). `honeypot` marks the entry to be stored fraudulent."""
+        idempotency key was seen before with the same request, `reused` when it answered another
+        request: nothing is queued then). `honeypot` marks the entry to be stored fraudulent."""
         shard = self._keys.shard_for_email(fields.email)
         stream = self._keys.stream(shard)
         idem = (
@@ -145,10 +147,12 @@ class IntakeQueue:
             else stream
         )
         payload = encode(receipt, petition_id, accepted_ms, ip_hash, fields, honeypot=honeypot)
+        keyed = "1" if fields.idempotency_key else "0"
+        stamp = fingerprint(petition_id, fields) if fields.idempotency_key else ""
         with translated(self.on_unavailable):
             reply = await self._append.call(
                 keys=[self._keys.petition(petition_id), stream, idem, self._keys.totals],
-                args=[payload, receipt, self._ttl, self._shard_limit, "1" if fields.idempotency_key else "0"],
+                args=[payload, receipt, self._ttl, self._shard_limit, keyed, stamp],
             )
         status = reply[0].decode()
         return Appended(status, reply[1].decode() if len(reply) > 1 else None)
@@ -161,6 +165,14 @@ class IntakeQueue:
     async def ping(self) -> bool:
         with translated(self.on_unavailable):
             return bool(await self._redis.ping())
+
+
+def fingerprint(petition_id: int, fields: SignatureFields) -> str:
+    """What an idempotency key remembers of the request it answered: the petition and the checked
+    fields (so JSON and form bodies, key order and white space trimmed by the checks do not
+    matter), never the key itself. A digest, so the key's value carries no address."""
+    canonical = orjson.dumps([petition_id, fields.as_payload()], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
 
 
 def _digest(key: str) -> str:

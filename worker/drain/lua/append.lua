@@ -4,16 +4,22 @@
 -- KEYS[4] running totals hash (`accepted` is counted here, for `sigingest stats`)
 -- ARGV[1] entry payload   ARGV[2] receipt   ARGV[3] idempotency TTL seconds
 -- ARGV[4] per-shard backlog limit (0 = off)   ARGV[5] "1" when an idempotency key was given
+-- ARGV[6] the request's fingerprint (hex): the key's value is "<receipt> <fingerprint>"
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'unknown'} end
 if status ~= 'open' then return {'closed'} end
 if ARGV[5] == '1' then
   local prior = redis.call('GET', KEYS[3])
-  if prior then return {'ok', prior} end
+  if prior then
+    local receipt, fingerprint = string.match(prior, '^(%S+) (%S+)$')
+    -- A key that answered another request never answers this one: that would drop a signature.
+    if fingerprint and fingerprint ~= ARGV[6] then return {'reused'} end
+    return {'ok', receipt or prior}
+  end
 end
 local limit = tonumber(ARGV[4])
 if limit > 0 and redis.call('XLEN', KEYS[2]) >= limit then return {'full'} end
 redis.call('XADD', KEYS[2], '*', 's', ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'accepted', 1)
-if ARGV[5] == '1' then redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3]) end
+if ARGV[5] == '1' then redis.call('SET', KEYS[3], ARGV[2] .. ' ' .. ARGV[6], 'EX', ARGV[3]) end
 return {'ok', ARGV[2]}
