@@ -92,16 +92,21 @@ class SharedRoundTrips:
     async def _evalsha(self, calls: list[Call]) -> list[Any]:
         """Every call's EVALSHA in one write, then the replies in order, an error reply as its
         exception (`NoScriptError`, ...). What redis-py's pipeline did, without its per-command
-        objects: hiredis packs all commands at once. A connection or timeout error is retried
-        by the client's `Retry` on a fresh connection, as the pipeline's was."""
+        objects: hiredis packs all commands at once.
+
+        Sent at most once. Only getting a connection is retried (the client's `Retry`, and the
+        pool replaces a connection the server closed): until then nothing reached Redis. A
+        timeout or a dropped connection after the write may follow appends that ran, so it is
+        raised (503, `Retry-After`), never sent again: the signer's retry with the same
+        idempotency key gets the first receipt, and one without a key is the same person."""
         packed = b"".join([pack_command(("EVALSHA", self._sha, len(k), *k, *a)) for k, a, _ in calls])
         pool = self._redis.connection_pool
         conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            replies: list[Any] = await conn.retry.call_with_retry(
-                lambda: _exchange(conn, packed, len(calls)), lambda error: conn.disconnect(error=error)
-            )
-            return replies
+            return await _exchange(conn, packed, len(calls))
+        except BaseException:
+            await conn.disconnect()  # its replies may still arrive: never reuse it
+            raise
         finally:
             await pool.release(conn)
 
