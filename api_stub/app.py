@@ -42,7 +42,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     intake = Intake(
         settings,
         IntakeQueue(
-            client, keys, idempotency_ttl=settings.idempotency_ttl_seconds, max_backlog=settings.max_backlog
+            client,
+            keys,
+            idempotency_ttl=settings.idempotency_ttl_seconds,
+            max_backlog=settings.max_backlog,
+            idempotency_max_keys=settings.idempotency_max_keys,
         ),
     )
 

@@ -43,7 +43,10 @@ class Settings(BaseSettings):
     autoscale_backlog: int = Field(5000, ge=0)
     db_retry_max_seconds: float = Field(30.0, gt=0)
     max_backlog: int = Field(5_000_000, ge=0)  # 0 switches backpressure off
-    idempotency_ttl_seconds: int = Field(86_400, ge=1)
+    idempotency_ttl_seconds: int = Field(3_600, ge=1)
+    # Idempotency keys remembered per TTL period at most (~150 bytes each in Redis); past it a
+    # request still works, its key is just not remembered. 0 = no cap.
+    idempotency_max_keys: int = Field(500_000, ge=0)
 
     # Email checks
     check_deliverability: bool = False
@@ -94,6 +97,8 @@ class Settings(BaseSettings):
 
     # `sigingest up` (embedded servers, logs, beat schedule) and `sigingest demo`
     data_dir: str = ".sigingest"
+    # The embedded Redis's memory ceiling (noeviction: writes refused, nothing evicted); "0" = none
+    redis_maxmemory: str = Field("1gb", pattern=r"^[0-9]+(b|kb|mb|gb)?$")
     # Operating it: metrics endpoints
     # Where a worker's prefork children write their metrics for its endpoint to sum. Empty: a
     # fresh private directory. (Not prometheus-client's own variable, which it reads by itself.)

@@ -123,11 +123,20 @@ async def _exchange(conn: AbstractConnection, packed: bytes, replies: int) -> li
 
 
 class IntakeQueue:
-    def __init__(self, client: aioredis.Redis, keys: Keys, *, idempotency_ttl: int, max_backlog: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        *,
+        idempotency_ttl: int,
+        max_backlog: int,
+        idempotency_max_keys: int = 0,
+    ) -> None:
         self._redis = client
         self._keys = keys
         self._append = SharedRoundTrips(client, lua("append"))
         self._ttl = idempotency_ttl
+        self._max_keys = idempotency_max_keys
         self._shard_limit = math.ceil(max_backlog / keys.shards) if max_backlog else 0
         self.on_unavailable: Callable[[], None] = lambda: None  # counts Redis errors
 
@@ -154,10 +163,13 @@ class IntakeQueue:
         payload = encode(receipt, petition_id, accepted_ms, ip_hash, fields, honeypot=honeypot)
         keyed = "1" if fields.idempotency_key else "0"
         stamp = fingerprint(petition_id, fields) if fields.idempotency_key else ""
+        # Keys remembered in this TTL period and the one before: an upper bound on live keys.
+        period = accepted_ms // 1000 // self._ttl
+        counts = [self._keys.idempotency_count(period), self._keys.idempotency_count(period - 1)]
         with translated(self.on_unavailable):
             reply = await self._append.call(
-                keys=[self._keys.petition(petition_id), stream, idem, self._keys.totals],
-                args=[payload, receipt, self._ttl, self._shard_limit, keyed, stamp],
+                keys=[self._keys.petition(petition_id), stream, idem, self._keys.totals, *counts],
+                args=[payload, receipt, self._ttl, self._shard_limit, keyed, stamp, self._max_keys],
             )
         status = reply[0].decode()
         return Appended(status, reply[1].decode() if len(reply) > 1 else None)

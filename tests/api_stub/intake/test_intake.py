@@ -245,3 +245,23 @@ def test_get_petition_shows_the_live_count_and_the_call_to_action(
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_idempotency_keys_past_the_cap_are_not_remembered_and_signatures_still_queue(
+    settings: Settings, petition: PetitionCard, rt: Runtime
+) -> None:
+    # Given an intake that remembers at most 3 idempotency keys per TTL period
+    capped = settings.model_copy(update={"idempotency_max_keys": 3})
+    url = f"/petitions/{petition.id}/signatures"
+    with TestClient(create_app(capped)) as client:
+        # When 5 signers each send their own key
+        answers = [
+            client.post(
+                url, json={"email": f"s{n}@example.org", "name": "Ann"}, headers={"Idempotency-Key": f"k{n}"}
+            )
+            for n in range(5)
+        ]
+    # Then every signature is queued, and only 3 keys take room in Redis
+    assert [a.status_code for a in answers] == [202] * 5
+    assert queued(rt) == 5
+    assert len(list(rt.redis.scan_iter(match=f"{settings.key_prefix}idem:*"))) == 3

@@ -5,6 +5,9 @@
 -- ARGV[1] entry payload   ARGV[2] receipt   ARGV[3] idempotency TTL seconds
 -- ARGV[4] per-shard backlog limit (0 = off)   ARGV[5] "1" when an idempotency key was given
 -- ARGV[6] the request's fingerprint (hex): the key's value is "<receipt> <fingerprint>"
+-- KEYS[5], KEYS[6] keys remembered in this TTL period and the one before (cap on live keys)
+-- ARGV[7] most keys per TTL period (0 = no cap): past it the signature is still queued, its
+--   key is just not remembered, so client-chosen keys cannot fill Redis
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'unknown'} end
 if status ~= 'open' then return {'closed'} end
@@ -21,5 +24,12 @@ local limit = tonumber(ARGV[4])
 if limit > 0 and redis.call('XLEN', KEYS[2]) >= limit then return {'full'} end
 redis.call('XADD', KEYS[2], '*', 's', ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'accepted', 1)
-if ARGV[5] == '1' then redis.call('SET', KEYS[3], ARGV[2] .. ' ' .. ARGV[6], 'EX', ARGV[3]) end
+if ARGV[5] == '1' then
+  local cap = tonumber(ARGV[7])
+  local live = tonumber(redis.call('GET', KEYS[5]) or '0') + tonumber(redis.call('GET', KEYS[6]) or '0')
+  if cap == 0 or live < cap then
+    redis.call('SET', KEYS[3], ARGV[2] .. ' ' .. ARGV[6], 'EX', ARGV[3])
+    if cap > 0 and redis.call('INCR', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], 2 * ARGV[3]) end
+  end
+end
 return {'ok', ARGV[2]}
