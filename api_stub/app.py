@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             idempotency_ttl=settings.idempotency_ttl_seconds,
             max_backlog=settings.max_backlog,
             idempotency_max_keys=settings.idempotency_max_keys,
+            memory_headroom=settings.redis_memory_headroom,
         ),
     )
 

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # Idempotency keys remembered per TTL period at most (~150 bytes each in Redis); past it a
     # request still works, its key is just not remembered. 0 = no cap.
     idempotency_max_keys: int = Field(500_000, ge=0)
+    # Share of Redis's maxmemory the intake leaves free for the workers (503 backlog_full past
+    # it): draining needs a few writes, which a full Redis refuses. 0 = off.
+    redis_memory_headroom: float = Field(0.1, ge=0, lt=1)
 
     # Email checks
     check_deliverability: bool = False

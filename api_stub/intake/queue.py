@@ -22,6 +22,7 @@ from hiredis import pack_command
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
 
+from api_stub.intake.memory import MemoryGuard
 from worker.drain.registry import PetitionCard, card_from_hash
 from worker.drain.streams import lua, translated
 from worker.keys import Keys
@@ -131,6 +132,7 @@ class IntakeQueue:
         idempotency_ttl: int,
         max_backlog: int,
         idempotency_max_keys: int = 0,
+        memory_headroom: float = 0.0,
     ) -> None:
         self._redis = client
         self._keys = keys
@@ -138,6 +140,7 @@ class IntakeQueue:
         self._ttl = idempotency_ttl
         self._max_keys = idempotency_max_keys
         self._shard_limit = math.ceil(max_backlog / keys.shards) if max_backlog else 0
+        self._memory = MemoryGuard(client, memory_headroom)
         self.on_unavailable: Callable[[], None] = lambda: None  # counts Redis errors
 
     async def append(
@@ -167,6 +170,8 @@ class IntakeQueue:
         period = accepted_ms // 1000 // self._ttl
         counts = [self._keys.idempotency_count(period), self._keys.idempotency_count(period - 1)]
         with translated(self.on_unavailable):
+            if await self._memory.full():
+                return Appended("full")  # the rest of Redis's memory is the workers' room
             reply = await self._append.call(
                 keys=[self._keys.petition(petition_id), stream, idem, self._keys.totals, *counts],
                 args=[payload, receipt, self._ttl, self._shard_limit, keyed, stamp, self._max_keys],
