@@ -107,7 +107,11 @@ class Settings(BaseSettings):
     # fresh private directory. (Not prometheus-client's own variable, which it reads by itself.)
     worker_metrics_dir: str = ""
     worker_metrics_port: int = Field(9808, ge=0, le=65535)  # a worker host's /metrics; 0 = off
-    worker_metrics_host: str = "0.0.0.0"
+    worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 to be scraped from other hosts
+    # Queue figures are read from Redis at most once per this many seconds, whatever the scrapes
+    metrics_cache_seconds: float = Field(1.0, ge=0)
+    # When set, both /metrics endpoints answer only `Authorization: Bearer <token>` (401 else)
+    metrics_token: str = ""
     # Where the intake processes behind one port share their request figures, so any one of them
     # answers a scrape for all. `sigingest api --workers N` (N > 1) makes a fresh one when empty.
     intake_metrics_dir: str = ""
