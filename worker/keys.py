@@ -52,6 +52,11 @@ class Keys:
         return f"{self.prefix}idem-count:{int(period)}"
 
     @property
+    def erased(self) -> str:
+        """Sorted set: keyed hashes of erased people's canonical emails, scored by when (ms)."""
+        return f"{self.prefix}erased"
+
+    @property
     def dead_letters(self) -> str:
         """Stream of entries that could not be processed after `MAX_DELIVERIES` tries."""
         return f"{self.prefix}deadletter"

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 import redis
 
+from worker.drain.erasures import ERASURE_LOCK
 from worker.drain.streams import translated
 from worker.integrity.db import LOCK_PETITIONS, Conn, Publish, no_publish, num, scalar
 from worker.keys import Keys
@@ -137,14 +139,23 @@ class Forgotten:
     counts: dict[int, int] = field(default_factory=dict)  # petition -> new count (where it changed)
 
 
-def forget(conn: Conn, email: str, *, publish: Publish = no_publish) -> Forgotten:
+def forget(
+    conn: Conn, email: str, *, publish: Publish = no_publish, mark: Callable[[str], None] | None = None
+) -> Forgotten:
     """Erase one person, by canonical email, from every petition and from the reminders' history,
     and take their validated signatures off the counts, in one transaction. Raises `ValueError`
-    for a non-address."""
+    for a non-address.
+
+    `mark` (`Erasures.mark`) first records the erasure where the drain looks, so a submission of
+    theirs still queued is stored as `erased` when it arrives; the exclusive `ERASURE_LOCK` then
+    waits for the batches in flight, which either saw the mark or are committed and erased here."""
     if email.strip().count("@") != 1:
         raise ValueError("EMAIL must be an email address; nothing changed")
     canonical = canonical_email(email.strip())
+    if mark is not None:
+        mark(canonical)
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [ERASURE_LOCK])
         # First, and even with no signature left (an earlier version's forget kept these).
         conn.execute(FORGET_REMINDERS, {"email": canonical})
         ids = [

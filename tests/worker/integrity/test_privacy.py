@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import PetitionFactory
 from tests.helpers import read_invariant
 from tests.worker.integrity.helpers import DB, add_signatures, signature_count, value
+from worker.drain.erasures import Erasures
 from worker.integrity.privacy import anonymize, export_csv, forget, forget_dead_letters
 from worker.ops.cli import main
 from worker.pipeline.entry import Entry, encode
@@ -350,3 +351,30 @@ def test_forget_deletes_the_persons_dead_letters_and_keeps_their_receipts_erased
     erased = db.execute("SELECT receipt FROM rejected_signatures WHERE reason = 'erased'").fetchall()
     assert erased == [("ann-dl",)]
     assert "ann" not in caplog.text.lower() and "gmail" not in caplog.text
+
+
+def test_forget_covers_a_signature_still_queued_which_is_stored_erased(
+    make_petition: PetitionFactory, db: DB, rt: Runtime
+) -> None:
+    # Given Ann's and Bob's signatures queued, not yet drained
+    petition = make_petition()
+    rt.streams.ensure_groups()
+    for receipt, address in [("ann-q", "Ann.Lee@gmail.com"), ("bob-q", "bob@example.org")]:
+        payload = encode(receipt, petition.id, 1_790_000_000_000, None, SignatureFields(address, "Someone"))
+        rt.redis.xadd(rt.keys.stream(0), {"s": payload})
+    before = signature_count(db, petition.id)
+
+    # When Ann is forgotten, then the queue drains
+    erasures = Erasures(rt.redis, rt.keys, rt.settings.ip_hash_secret)
+    forget(db, "annlee@googlemail.com", publish=rt.registry.set_counts, mark=erasures.mark)
+    rt.drainer.process(rt.streams.read("c1", 10, 10))
+
+    # Then her submission is stored as erased, never as a signature, and Bob's as usual
+    stored = db.execute("SELECT receipt FROM signatures WHERE receipt IN ('ann-q', 'bob-q')").fetchall()
+    assert stored == [("bob-q",)]
+    reasons = db.execute("SELECT reason FROM rejected_signatures WHERE receipt = 'ann-q'").fetchall()
+    assert reasons == [("erased",)]
+    assert signature_count(db, petition.id) == before + 1
+    # And the mark holds no address
+    marks = b" ".join(rt.redis.zrange(rt.keys.erased, 0, -1))
+    assert marks and b"ann" not in marks.lower() and b"gmail" not in marks
