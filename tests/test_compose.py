@@ -58,6 +58,8 @@ def test_the_services_are_all_there_with_volumes_healthchecks_and_one_beat() -> 
     redis_command = services["redis"]["command"]
     assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
     assert redis_command[redis_command.index("--appendfsync") + 1] == "everysec"
+    assert redis_command[redis_command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert "--maxmemory" in redis_command
     for name in ("redis", "postgres"):
         assert services[name]["volumes"] and services[name]["healthcheck"]["test"]
     assert services["migrate"]["restart"] == "no"

@@ -47,6 +47,15 @@ class Keys:
         """Receipt already given for an idempotency key (the key itself is hashed first)."""
         return f"{self.prefix}idem:{int(petition_id)}:{key_digest}"
 
+    def idempotency_count(self, period: int) -> str:
+        """String: how many idempotency keys were remembered in TTL period `period` (the cap)."""
+        return f"{self.prefix}idem-count:{int(period)}"
+
+    @property
+    def erased(self) -> str:
+        """Sorted set: keyed hashes of erased people's canonical emails, scored by when (ms)."""
+        return f"{self.prefix}erased"
+
     @property
     def dead_letters(self) -> str:
         """Stream of entries that could not be processed after `MAX_DELIVERIES` tries."""

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine
 from worker.connections import redis_client
 from worker.drain.abuse import AbuseGuard, policy_from_settings
 from worker.drain.drainer import DrainConfig, Drainer
+from worker.drain.erasures import Erasures
 from worker.drain.registry import Registry
 from worker.drain.store import SignatureStore
 from worker.drain.streams import SignatureStreams
@@ -67,7 +68,7 @@ class Runtime:
         observer = BatchObserver(self.metrics, self.redis, self.keys, s.max_deliveries)
         return Drainer(
             self.streams,
-            SignatureStore(s.libpq_url),
+            SignatureStore(s.libpq_url, Erasures(self.redis, self.keys, s.ip_hash_secret).erased),
             self.registry,
             EmailChecker(deliverability=s.check_deliverability),
             config,

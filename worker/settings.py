@@ -43,7 +43,13 @@ class Settings(BaseSettings):
     autoscale_backlog: int = Field(5000, ge=0)
     db_retry_max_seconds: float = Field(30.0, gt=0)
     max_backlog: int = Field(5_000_000, ge=0)  # 0 switches backpressure off
-    idempotency_ttl_seconds: int = Field(86_400, ge=1)
+    idempotency_ttl_seconds: int = Field(3_600, ge=1)
+    # Idempotency keys remembered per TTL period at most (~150 bytes each in Redis); past it a
+    # request still works, its key is just not remembered. 0 = no cap.
+    idempotency_max_keys: int = Field(500_000, ge=0)
+    # Share of Redis's maxmemory the intake leaves free for the workers (503 backlog_full past
+    # it): draining needs a few writes, which a full Redis refuses. 0 = off.
+    redis_memory_headroom: float = Field(0.1, ge=0, lt=1)
 
     # Email checks
     check_deliverability: bool = False
@@ -94,12 +100,18 @@ class Settings(BaseSettings):
 
     # `sigingest up` (embedded servers, logs, beat schedule) and `sigingest demo`
     data_dir: str = ".sigingest"
+    # The embedded Redis's memory ceiling (noeviction: writes refused, nothing evicted); "0" = none
+    redis_maxmemory: str = Field("1gb", pattern=r"^[0-9]+(b|kb|mb|gb)?$")
     # Operating it: metrics endpoints
     # Where a worker's prefork children write their metrics for its endpoint to sum. Empty: a
     # fresh private directory. (Not prometheus-client's own variable, which it reads by itself.)
     worker_metrics_dir: str = ""
     worker_metrics_port: int = Field(9808, ge=0, le=65535)  # a worker host's /metrics; 0 = off
-    worker_metrics_host: str = "0.0.0.0"
+    worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 to be scraped from other hosts
+    # Queue figures are read from Redis at most once per this many seconds, whatever the scrapes
+    metrics_cache_seconds: float = Field(1.0, ge=0)
+    # When set, both /metrics endpoints answer only `Authorization: Bearer <token>` (401 else)
+    metrics_token: str = ""
     # Where the intake processes behind one port share their request figures, so any one of them
     # answers a scrape for all. `sigingest api --workers N` (N > 1) makes a fresh one when empty.
     intake_metrics_dir: str = ""

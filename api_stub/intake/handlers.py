@@ -80,7 +80,8 @@ class Intake:
         self, request: Request, petition_id: int, fields: SignatureFields, *, honeypot: bool = False
     ) -> str:
         """Append checked fields to the stream and return the receipt (a prior one for a repeated
-        idempotency key). Raises `IntakeError` (404, 409, 503 backlog full) or `QueueUnavailable`;
+        idempotency key and the same request). Raises `IntakeError` (404, 409, 422 key reused with
+        another request, 503 backlog full) or `QueueUnavailable`;
         the JSON intake and the browser form share it."""
         appended = await self.queue.append(
             petition_id,
@@ -94,6 +95,11 @@ class Intake:
             return appended.receipt
         if appended.status == "closed":
             raise IntakeError(409, "petition_closed", "this petition no longer takes signatures")
+        if appended.status == "reused":
+            raise IntakeError(
+                422, "idempotency_key_reused",
+                "this idempotency key was used for a different signature; use a new key",
+            )  # fmt: skip
         if appended.status == "full":
             raise IntakeError(
                 503, "backlog_full", "too many signatures waiting; try again shortly",

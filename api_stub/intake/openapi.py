@@ -133,7 +133,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "responses": {
             "202": _answer(
-                "queued; the same idempotency key gives the same receipt",
+                "queued; the same idempotency key with the same request gives the same receipt",
                 {
                     "type": "object",
                     "required": ["receipt", "status"],
@@ -149,7 +149,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "409": _answer("the petition is closed or a victory", _error("petition_closed")),
             "413": _answer("the body is over the limit", _error("body_too_large")),
             "415": _answer("neither JSON nor a form", _error("unsupported_media_type")),
-            "422": _answer("missing or wrong fields, each named in `fields`", _error("invalid_fields")),
+            "422": _answer(
+                "missing or wrong fields, each named in `fields`; or an idempotency key already used"
+                " for a different signature (nothing queued)",
+                _error("invalid_fields", "idempotency_key_reused"),
+            ),
             "503": UNAVAILABLE,
         },
     }

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
 
+from api_stub.intake.memory import MemoryGuard
 from worker.drain.registry import PetitionCard, card_from_hash
 from worker.drain.streams import lua, translated
 from worker.keys import Keys
@@ -32,7 +34,7 @@ Call = tuple[list[Any], list[Any], "asyncio.Future[Any]"]
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """The outcome of one append: `ok` (with the receipt), `unknown`, `closed` or `full`."""
+    """The outcome of one append: `ok` (with the receipt), `unknown`, `closed`, `full` or `reused`."""
 
     status: str
     receipt: str | None = None
@@ -91,16 +93,21 @@ class SharedRoundTrips:
     async def _evalsha(self, calls: list[Call]) -> list[Any]:
         """Every call's EVALSHA in one write, then the replies in order, an error reply as its
         exception (`NoScriptError`, ...). What redis-py's pipeline did, without its per-command
-        objects: hiredis packs all commands at once. A connection or timeout error is retried
-        by the client's `Retry` on a fresh connection, as the pipeline's was."""
+        objects: hiredis packs all commands at once.
+
+        Sent at most once. Only getting a connection is retried (the client's `Retry`, and the
+        pool replaces a connection the server closed): until then nothing reached Redis. A
+        timeout or a dropped connection after the write may follow appends that ran, so it is
+        raised (503, `Retry-After`), never sent again: the signer's retry with the same
+        idempotency key gets the first receipt, and one without a key is the same person."""
         packed = b"".join([pack_command(("EVALSHA", self._sha, len(k), *k, *a)) for k, a, _ in calls])
         pool = self._redis.connection_pool
         conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            replies: list[Any] = await conn.retry.call_with_retry(
-                lambda: _exchange(conn, packed, len(calls)), lambda error: conn.disconnect(error=error)
-            )
-            return replies
+            return await _exchange(conn, packed, len(calls))
+        except BaseException:
+            await conn.disconnect()  # its replies may still arrive: never reuse it
+            raise
         finally:
             await pool.release(conn)
 
@@ -117,12 +124,23 @@ async def _exchange(conn: AbstractConnection, packed: bytes, replies: int) -> li
 
 
 class IntakeQueue:
-    def __init__(self, client: aioredis.Redis, keys: Keys, *, idempotency_ttl: int, max_backlog: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        *,
+        idempotency_ttl: int,
+        max_backlog: int,
+        idempotency_max_keys: int = 0,
+        memory_headroom: float = 0.0,
+    ) -> None:
         self._redis = client
         self._keys = keys
         self._append = SharedRoundTrips(client, lua("append"))
         self._ttl = idempotency_ttl
+        self._max_keys = idempotency_max_keys
         self._shard_limit = math.ceil(max_backlog / keys.shards) if max_backlog else 0
+        self._memory = MemoryGuard(client, memory_headroom)
         self.on_unavailable: Callable[[], None] = lambda: None  # counts Redis errors
 
     async def append(
@@ -136,7 +154,8 @@ class IntakeQueue:
         honeypot: bool = False,
     ) -> Appended:
         """Check the registry and append atomically; returns the receipt (a prior one when the
-        idempotency key was seen before). `honeypot` marks the entry to be stored fraudulent."""
+        idempotency key was seen before with the same request, `reused` when it answered another
+        request: nothing is queued then). `honeypot` marks the entry to be stored fraudulent."""
         shard = self._keys.shard_for_email(fields.email)
         stream = self._keys.stream(shard)
         idem = (
@@ -145,10 +164,17 @@ class IntakeQueue:
             else stream
         )
         payload = encode(receipt, petition_id, accepted_ms, ip_hash, fields, honeypot=honeypot)
+        keyed = "1" if fields.idempotency_key else "0"
+        stamp = fingerprint(petition_id, fields) if fields.idempotency_key else ""
+        # Keys remembered in this TTL period and the one before: an upper bound on live keys.
+        period = accepted_ms // 1000 // self._ttl
+        counts = [self._keys.idempotency_count(period), self._keys.idempotency_count(period - 1)]
         with translated(self.on_unavailable):
+            if await self._memory.full():
+                return Appended("full")  # the rest of Redis's memory is the workers' room
             reply = await self._append.call(
-                keys=[self._keys.petition(petition_id), stream, idem, self._keys.totals],
-                args=[payload, receipt, self._ttl, self._shard_limit, "1" if fields.idempotency_key else "0"],
+                keys=[self._keys.petition(petition_id), stream, idem, self._keys.totals, *counts],
+                args=[payload, receipt, self._ttl, self._shard_limit, keyed, stamp, self._max_keys],
             )
         status = reply[0].decode()
         return Appended(status, reply[1].decode() if len(reply) > 1 else None)
@@ -161,6 +187,14 @@ class IntakeQueue:
     async def ping(self) -> bool:
         with translated(self.on_unavailable):
             return bool(await self._redis.ping())
+
+
+def fingerprint(petition_id: int, fields: SignatureFields) -> str:
+    """What an idempotency key remembers of the request it answered: the petition and the checked
+    fields (so JSON and form bodies, key order and white space trimmed by the checks do not
+    matter), never the key itself. A digest, so the key's value carries no address."""
+    canonical = orjson.dumps([petition_id, fields.as_payload()], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
 
 
 def _digest(key: str) -> str:

@@ -28,6 +28,7 @@ from api_stub.metrics.tallies import RouteTally, Tallies, summed
 from api_stub.metrics.tally_files import TallyFiles
 from worker.keys import Keys
 from worker.observability import metrics as m
+from worker.observability.access import bearer_allowed
 from worker.observability.logs import configure_logging
 from worker.observability.metrics import LATENCY_BUCKETS, IntakeMetrics
 from worker.observability.queue_stats import QueueCollector
@@ -105,7 +106,7 @@ def scrape_registry(settings: Settings, metrics: IntakeMetrics, keys: Keys) -> C
     scrape time."""
     registry = metrics.registry
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
-    registry.register(QueueCollector(client, keys))
+    registry.register(QueueCollector(client, keys, cache_seconds=settings.metrics_cache_seconds))
     return registry
 
 
@@ -128,6 +129,8 @@ def install(app: Starlette, settings: Settings, keys: Keys) -> Tallies:
     app.state.metrics = metrics
 
     async def serve_metrics(request: Request) -> Response:
+        if not bearer_allowed(request.headers.get("authorization"), settings.metrics_token):
+            return Response("a bearer token is required\n", 401, {"WWW-Authenticate": "Bearer"})
         body = await asyncio.to_thread(generate_latest, registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 

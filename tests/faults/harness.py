@@ -59,10 +59,11 @@ def free_port() -> int:
 class PrivateRedis:
     """A redis-server of the test's own, append-only file on (`appendfsync everysec`)."""
 
-    def __init__(self, appendfsync: str = "everysec") -> None:
+    def __init__(self, appendfsync: str = "everysec", maxmemory: str = "0") -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="sigredis-")
         self.appendfsync = appendfsync
+        self.maxmemory = maxmemory  # "0": no limit; else noeviction past it
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -87,6 +88,10 @@ class PrivateRedis:
                 self.appendfsync,
                 "--logfile",
                 "redis.log",
+                "--maxmemory",
+                self.maxmemory,
+                "--maxmemory-policy",
+                "noeviction",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

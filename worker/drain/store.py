@@ -13,7 +13,7 @@ or `BatchRejected` (PostgreSQL refused the content: the caller splits the batch)
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +22,7 @@ import orjson
 import psycopg
 from psycopg import errors as pg_errors
 
+from worker.drain.erasures import ERASURE_LOCK
 from worker.errors import BatchRejected, RetryLater
 from worker.pipeline.plan import BatchPlan, PetitionState, Reject, Row, check_petitions
 
@@ -174,8 +175,11 @@ def translated() -> Iterator[None]:
 class SignatureStore:
     """One connection, reopened after failures. Not thread-safe: one per worker process."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, erased: Callable[[list[Row]], set[str]] | None = None) -> None:
+        """`erased` gives the receipts of rows whose person `forget` marked (drain/erasures.py):
+        asked inside the transaction, under the shared `ERASURE_LOCK`."""
         self._dsn = dsn
+        self._erased = erased
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
     def close(self) -> None:
@@ -212,7 +216,9 @@ class SignatureStore:
         outcome = BatchOutcome()
         petition_ids = plan.petition_ids()
         states = self._petition_states(conn, petition_ids)
-        rows, petition_rejects = check_petitions(plan.rows, states)
+        kept, erased = self._not_erased(conn, plan.rows)
+        rows, petition_rejects = check_petitions(kept, states)
+        petition_rejects += erased
         if rows:
             with conn.cursor().copy(f"COPY sig_staging ({ROW_COLUMNS}) FROM STDIN") as copy:
                 copy.write(copy_text(rows))
@@ -236,6 +242,21 @@ class SignatureStore:
         self._insert_rejects(conn, [*plan.rejects, *petition_rejects], outcome)
         outcome.counts = self._add_counts(conn, outcome, petition_ids)
         return outcome
+
+    def _not_erased(
+        self, conn: psycopg.Connection[tuple[object, ...]], rows: list[Row]
+    ) -> tuple[list[Row], list[Reject]]:
+        """The rows but those of erased people, and those as `erased` rejects."""
+        if self._erased is None or not rows:
+            return rows, []
+        conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", [ERASURE_LOCK])
+        gone = self._erased(rows)
+        if not gone:
+            return rows, []
+        erased = [
+            Reject(r.receipt, r.petition_id, "erased", None, r.accepted_at) for r in rows if r.receipt in gone
+        ]
+        return [r for r in rows if r.receipt not in gone], erased
 
     @staticmethod
     def _petition_states(

@@ -131,17 +131,20 @@ def cmd_anonymize(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.drain.erasures import Erasures
     from worker.integrity.db import connect, settle
-    from worker.integrity.privacy import forget
+    from worker.integrity.privacy import forget, forget_dead_letters
 
     with connect(settings.libpq_url) as conn, _runtime(settings) as rt:
         try:
-            gone = forget(conn, args.email, publish=rt.registry.set_counts)
+            erasures = Erasures(rt.redis, rt.keys, settings.ip_hash_secret)
+            gone = forget(conn, args.email, publish=rt.registry.set_counts, mark=erasures.mark)
             settle(conn, gone.counts, rt.registry.set_counts, settings.count_settle_seconds)
+            dead = forget_dead_letters(conn, rt.redis, rt.keys, args.email)
         except (ValueError, RetryLater) as exc:
             return _fail(f"{exc}; nothing changed")
     print(
-        f"erased {gone.signatures} signatures; counts now "
+        f"erased {gone.signatures} signatures and {dead} dead letters; counts now "
         + (", ".join(f"petition {p}: {c}" for p, c in sorted(gone.counts.items())) or "unchanged")
     )
     return 0

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
+import redis
+
+from worker.drain.erasures import ERASURE_LOCK
+from worker.drain.streams import translated
 from worker.integrity.db import LOCK_PETITIONS, Conn, Publish, no_publish, num, scalar
+from worker.keys import Keys
 from worker.pipeline.emails import canonical_email
+from worker.pipeline.entry import Entry, UndecodableEntry, decode
 
 log = logging.getLogger("sigingest.privacy")
 
@@ -132,14 +139,23 @@ class Forgotten:
     counts: dict[int, int] = field(default_factory=dict)  # petition -> new count (where it changed)
 
 
-def forget(conn: Conn, email: str, *, publish: Publish = no_publish) -> Forgotten:
+def forget(
+    conn: Conn, email: str, *, publish: Publish = no_publish, mark: Callable[[str], None] | None = None
+) -> Forgotten:
     """Erase one person, by canonical email, from every petition and from the reminders' history,
     and take their validated signatures off the counts, in one transaction. Raises `ValueError`
-    for a non-address."""
+    for a non-address.
+
+    `mark` (`Erasures.mark`) first records the erasure where the drain looks, so a submission of
+    theirs still queued is stored as `erased` when it arrives; the exclusive `ERASURE_LOCK` then
+    waits for the batches in flight, which either saw the mark or are committed and erased here."""
     if email.strip().count("@") != 1:
         raise ValueError("EMAIL must be an email address; nothing changed")
     canonical = canonical_email(email.strip())
+    if mark is not None:
+        mark(canonical)
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [ERASURE_LOCK])
         # First, and even with no signature left (an earlier version's forget kept these).
         conn.execute(FORGET_REMINDERS, {"email": canonical})
         ids = [
@@ -159,3 +175,61 @@ def forget(conn: Conn, email: str, *, publish: Publish = no_publish) -> Forgotte
     total = sum(num(n) for _, n, _ in erased)
     log.info("forgot one person: %d signatures on %d petitions", total, len(erased))
     return Forgotten(total, counts)
+
+
+def forget_dead_letters(conn: Conn, client: redis.Redis, keys: Keys, email: str) -> int:
+    """Delete the dead letters that carry this person's address (their payload holds name and
+    address), recording each one's receipt as an `erased` reject so a requeue or a late copy
+    cannot store it. A payload too broken to decode goes when it holds the address at all.
+    Returns how many went. Raises `ValueError` for a non-address, `QueueUnavailable`."""
+    if email.strip().count("@") != 1:
+        raise ValueError("EMAIL must be an email address; nothing changed")
+    canonical = canonical_email(email.strip())
+    gone = 0
+    after = "-"
+    while True:
+        with translated():
+            chunk: Any = client.xrange(keys.dead_letters, min=after, count=FETCH_ROWS)
+        for dead_id, fields in chunk:
+            found = _holds_person(fields, canonical, email.strip().lower())
+            if found is not None:
+                if found.receipt:
+                    _record_erased(conn, found)
+                with translated():
+                    client.xdel(keys.dead_letters, dead_id)
+                gone += 1
+        if len(chunk) < FETCH_ROWS:
+            break
+        after = "(" + (chunk[-1][0].decode() if isinstance(chunk[-1][0], bytes) else chunk[-1][0])
+    log.info("forgot one person in the dead letters: %d entries", gone)
+    return gone
+
+
+class _Found(NamedTuple):
+    receipt: str | None
+    petition_id: int | None
+    accepted_at: datetime | None
+
+
+def _holds_person(fields: dict[bytes, bytes], canonical: str, given: str) -> _Found | None:
+    """This dead letter's receipt when it is the person's; None when it is someone else's."""
+    payload = fields.get(b"payload", b"")
+    try:
+        submission = decode(Entry(0, "0-0", payload))
+        address = str(submission.raw_fields.get("email", ""))
+        if address.count("@") == 1 and canonical_email(address) == canonical:
+            return _Found(submission.receipt, submission.petition_id, submission.accepted_at)
+        return None
+    except (UndecodableEntry, ValueError):
+        text = payload.decode("utf-8", "replace").lower()
+        return _Found(None, None, None) if canonical in text or given in text else None
+
+
+def _record_erased(conn: Conn, found: _Found) -> None:
+    petition = found.petition_id if found.petition_id and 0 < found.petition_id < 2**63 else None
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO rejected_signatures (receipt, petition_id, reason, accepted_at)"
+            " VALUES (%s, %s, 'erased', %s) ON CONFLICT (receipt) DO NOTHING",
+            [found.receipt, petition, found.accepted_at],
+        )

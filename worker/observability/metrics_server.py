@@ -12,19 +12,26 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from celery import signals
-from prometheus_client import CollectorRegistry, start_http_server, values
+from prometheus_client import CollectorRegistry, make_wsgi_app, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from worker.keys import Keys
+from worker.observability.access import bearer_allowed
 from worker.observability.logs import configure_logging
 from worker.observability.queue_stats import QueueCollector
 from worker.settings import Settings
 
 log = logging.getLogger("sigingest.metrics")
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def enable_multiprocess(directory: str) -> str:
@@ -46,10 +53,40 @@ def host_registry(directory: str, settings: Settings) -> CollectorRegistry:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    keys = Keys(settings.key_prefix, settings.shards)
     registry.register(
-        QueueCollector(redis_client(settings.redis_url), Keys(settings.key_prefix, settings.shards))
+        QueueCollector(redis_client(settings.redis_url), keys, cache_seconds=settings.metrics_cache_seconds)
     )
     return registry
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: a scrape every few seconds would drown the worker's own lines."""
+
+
+def guarded(app: WSGIApp, token: str) -> WSGIApp:
+    """`app` behind `METRICS_TOKEN`: 401 without the bearer token (none set: `app` as it is)."""
+
+    def wsgi(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if bearer_allowed(environ.get("HTTP_AUTHORIZATION"), token):
+            return app(environ, start_response)
+        start_response("401 Unauthorized", [("WWW-Authenticate", "Bearer")])
+        return [b"a bearer token is required\n"]
+
+    return wsgi
+
+
+def serve(registry: CollectorRegistry, host: str, port: int, token: str) -> _Server:
+    """prometheus-client's exposition of `registry` on host:port in a daemon thread, behind the
+    token when one is set. Raises `OSError` when the port is taken."""
+    server = make_server(host, port, guarded(make_wsgi_app(registry), token), _Server, _QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
 
 
 def install(settings: Settings) -> None:
@@ -65,10 +102,11 @@ def install(settings: Settings) -> None:
         if not settings.worker_metrics_port or "dir" not in state:
             return
         try:
-            start_http_server(
-                settings.worker_metrics_port,
+            serve(
+                host_registry(state["dir"], settings),
                 settings.worker_metrics_host,
-                registry=host_registry(state["dir"], settings),
+                settings.worker_metrics_port,
+                settings.metrics_token,
             )
             log.info("worker metrics on port %d", settings.worker_metrics_port)
         except OSError as exc:

@@ -7,6 +7,8 @@ custom collector at scrape time rather than counted. Ages come from entry ids (R
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -89,18 +91,13 @@ def _one_shard(client: redis.Redis, stream: str, shard: int, group: str, now_ms:
 
 
 def _undelivered(client: redis.Redis, stream: str, info: Any, last: str) -> int:
-    """Redis >= 7 reports it (`lag`); older servers get it counted (bounded by the backlog limit)."""
+    """Redis >= 7 reports it (`lag`). Older servers get the entries not pending: acknowledged
+    entries are trimmed, so that is the undelivered ones give or take a batch being trimmed;
+    never a count over the backlog, which would cost a scrape O(backlog)."""
     lag = info.get("lag")
     if lag is not None:
         return int(lag)
-    total = 0
-    cursor = f"({last}"
-    while True:
-        chunk: Any = client.xrange(stream, min=cursor, count=10_000)
-        total += len(chunk)
-        if len(chunk) < 10_000:
-            return total
-        cursor = f"({_text(chunk[-1][0])}"
+    return max(0, int(client.xlen(stream)) - int(info["pending"]))
 
 
 def dead_letters(client: redis.Redis, keys: Keys) -> int:
@@ -118,14 +115,36 @@ def suspicious_family(report: SuspiciousReport | None) -> GaugeMetricFamily:
 
 
 class QueueCollector(Collector):
-    """Exports `shard_stats` and the dead-letter count at scrape time; `sigingest_queue_up` 0 when
-    Redis cannot be read (the other series are then absent rather than stale)."""
+    """Exports `shard_stats` and the dead-letter count; `sigingest_queue_up` 0 when Redis cannot
+    be read (the other series are then absent rather than stale).
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    Read from Redis at most once per `cache_seconds` whatever the scrape rate (a few cheap calls
+    per shard): concurrent scrapes wait for one reading and share it, so a storm of scrapes
+    cannot become a storm of Redis calls."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        cache_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._redis = client
         self._keys = keys
+        self._cache_seconds, self._clock = cache_seconds, clock
+        self._lock = threading.Lock()
+        self._read_at = -float("inf")
+        self._families: list[GaugeMetricFamily] = []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            if self._clock() - self._read_at >= self._cache_seconds:
+                self._families = list(self._read())
+                self._read_at = self._clock()
+            return iter(self._families)
+
+    def _read(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily(m.QUEUE_UP, "1 when Redis could be read at this scrape")
         try:
             shards = shard_stats(self._redis, self._keys)

@@ -145,8 +145,13 @@ def _wait_until(check: Callable[[], bool], process: subprocess.Popen[bytes], nam
 # ---------------------------------------------------------------- Redis
 
 
-def start_redis(data_dir: Path, log_path: Path, *, durable: bool = True, port: int | None = None) -> Server:
+def start_redis(
+    data_dir: Path, log_path: Path, *, durable: bool = True, port: int | None = None, maxmemory: str = "0"
+) -> Server:
     """Start `redis-server` on 127.0.0.1 with its files in `data_dir`.
+
+    `maxmemory` ("0" = no limit, or "1gb"...): past it Redis refuses writes (`noeviction`: the
+    intake answers 503) rather than evict keys, which could drop queued signatures.
 
     `durable`: append-only file on, fsynced every second (a crash loses at most about a second of
     accepted signatures); otherwise nothing is written to disk (tests)."""
@@ -168,6 +173,8 @@ def start_redis(data_dir: Path, log_path: Path, *, durable: bool = True, port: i
         "--pidfile", str(pidfile),
         "--daemonize", "no",
         "--protected-mode", "yes",
+        "--maxmemory", maxmemory,
+        "--maxmemory-policy", "noeviction",
         *persistence,
     ]  # fmt: skip
     with log_path.open("ab") as log:

@@ -294,7 +294,8 @@ def start_servers(settings: Settings, home: Path) -> tuple[Settings, list[Server
     overrides: dict[str, str] = {}
     try:
         if "redis_url" not in settings.model_fields_set:
-            servers.append(start_redis(home / "redis", home / "logs" / "redis.log"))
+            redis_log = home / "logs" / "redis.log"
+            servers.append(start_redis(home / "redis", redis_log, maxmemory=settings.redis_maxmemory))
             overrides["redis_url"] = servers[-1].url
         if "database_url" not in settings.model_fields_set:
             servers.append(start_postgres(home / "postgres", home / "logs" / "postgres.log"))

@@ -43,6 +43,10 @@ class ServerUnavailable(TemporaryFailure):
     """The server cannot take mail now: retry this delivery later and stop the run."""
 
 
+class PlainTextCredentials(ValueError):
+    """SMTP credentials configured for a connection without TLS: refused before connecting."""
+
+
 class Transport(Protocol):
     def send(self, msg: EmailMessage, sender: str, recipient: str) -> None:
         """Hand `msg` to the server for `recipient` only; returns once it was accepted."""
@@ -92,6 +96,11 @@ class SmtpTransport:
         self._username = unquote(parts.username) if parts.username else None
         self._password = unquote(parts.password) if parts.password else ""
         self._starttls = starttls
+        if self._username and not (self._implicit_tls or starttls):
+            raise PlainTextCredentials(
+                "SMTP_URL carries a user name and password, which would cross the network in clear"
+                " text: use smtps:// or set SMTP_STARTTLS=true"
+            )
         self._timeout = timeout
         self._context = context or ssl.create_default_context()
         self._smtp: smtplib.SMTP | None = None

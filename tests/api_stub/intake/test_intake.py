@@ -82,6 +82,40 @@ def test_the_same_idempotency_key_gives_the_same_receipt_and_one_entry(
     assert queued(rt) == 1
 
 
+def test_a_reused_idempotency_key_with_another_body_is_refused_and_queues_nothing(
+    client: TestClient, petition: PetitionCard, rt: Runtime
+) -> None:
+    # Given a key that answered first@example.org
+    url = f"/petitions/{petition.id}/signatures"
+    key = {"Idempotency-Key": "k-shared"}
+    first = client.post(url, json={"email": "first@example.org", "name": "Ann"}, headers=key)
+    # When another signature comes with the same key
+    second = client.post(url, json={"email": "second@example.org", "name": "Bob"}, headers=key)
+    # Then it is refused with its reason, and only the first is queued
+    assert first.status_code == 202
+    assert second.status_code == 422 and second.json()["error"] == "idempotency_key_reused"
+    assert queued(rt) == 1
+    # And the same body as a form (same fields, other encoding) still gets the first receipt
+    again = client.post(
+        url, content=b"name=Ann&email=first%40example.org",
+        headers={**key, "content-type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert again.status_code == 202 and again.json()["receipt"] == first.json()["receipt"]
+
+
+def test_idempotency_keys_are_scoped_per_petition(
+    client: TestClient, petition: PetitionCard, make_petition: PetitionFactory, rt: Runtime
+) -> None:
+    # Given the same key used on two petitions, each is its own request
+    other = make_petition()
+    body, key = {"email": "a@example.org", "name": "Ann"}, {"Idempotency-Key": "k-1"}
+    here = client.post(f"/petitions/{petition.id}/signatures", json=body, headers=key)
+    there = client.post(f"/petitions/{other.id}/signatures", json=body, headers=key)
+    assert here.status_code == there.status_code == 202
+    assert here.json()["receipt"] != there.json()["receipt"]
+    assert queued(rt) == 2
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "error"),
     [
@@ -211,3 +245,23 @@ def test_get_petition_shows_the_live_count_and_the_call_to_action(
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_idempotency_keys_past_the_cap_are_not_remembered_and_signatures_still_queue(
+    settings: Settings, petition: PetitionCard, rt: Runtime
+) -> None:
+    # Given an intake that remembers at most 3 idempotency keys per TTL period
+    capped = settings.model_copy(update={"idempotency_max_keys": 3})
+    url = f"/petitions/{petition.id}/signatures"
+    with TestClient(create_app(capped)) as client:
+        # When 5 signers each send their own key
+        answers = [
+            client.post(
+                url, json={"email": f"s{n}@example.org", "name": "Ann"}, headers={"Idempotency-Key": f"k{n}"}
+            )
+            for n in range(5)
+        ]
+    # Then every signature is queued, and only 3 keys take room in Redis
+    assert [a.status_code for a in answers] == [202] * 5
+    assert queued(rt) == 5
+    assert len(list(rt.redis.scan_iter(match=f"{settings.key_prefix}idem:*"))) == 3

@@ -73,7 +73,7 @@ def cached_scripts(rt: Runtime) -> int:
 def allowed(key: str, prefix: str, petition_id: int) -> bool:
     names = (
         rf"stream:\d+|petition:{petition_id}|petitions|totals"
-        rf"|idem:{petition_id}:[0-9a-f]{{32}}|drainer:.*"
+        rf"|idem:{petition_id}:[0-9a-f]{{32}}|idem-count:\d+|drainer:.*"
     )
     return re.fullmatch(rf"{re.escape(prefix)}(?:{names})", key) is not None
 

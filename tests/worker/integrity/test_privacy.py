@@ -13,9 +13,10 @@ import pytest
 from tests.conftest import PetitionFactory
 from tests.helpers import read_invariant
 from tests.worker.integrity.helpers import DB, add_signatures, signature_count, value
-from worker.integrity.privacy import anonymize, export_csv, forget
+from worker.drain.erasures import Erasures
+from worker.integrity.privacy import anonymize, export_csv, forget, forget_dead_letters
 from worker.ops.cli import main
-from worker.pipeline.entry import encode
+from worker.pipeline.entry import Entry, encode
 from worker.pipeline.fields import SignatureFields
 from worker.runtime import Runtime
 
@@ -328,3 +329,52 @@ def test_forget_clears_reminder_history_left_without_signatures(
 def test_the_forget_command_refuses_a_non_address(cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["forget", "nobody"]) == 1
     assert "nothing changed" in capsys.readouterr().err
+
+
+def test_forget_deletes_the_persons_dead_letters_and_keeps_their_receipts_erased(
+    make_petition: PetitionFactory, db: DB, rt: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given dead letters: one of Ann's, one of Bob's, and a broken payload holding Ann's address
+    petition = make_petition()
+    for n, (receipt, address) in enumerate([("ann-dl", "Ann.Lee@gmail.com"), ("bob-dl", "bob@example.org")]):
+        payload = encode(receipt, petition.id, 1_790_000_000_000, None, SignatureFields(address, "Someone"))
+        rt.streams.dead_letter(Entry(0, f"1-{n}", payload, 5), "failed five times")
+    rt.streams.dead_letter(Entry(1, "2-0", b"\xff broken annlee@gmail.com", 5), "undecodable")
+
+    # When the person is forgotten (any spelling of her address)
+    with caplog.at_level(logging.DEBUG):
+        gone = forget_dead_letters(db, rt.redis, rt.keys, "ann.lee+x@googlemail.com")
+
+    # Then her two dead letters are gone, Bob's stays, and her receipt is kept as erased
+    left = rt.redis.xrange(rt.keys.dead_letters)
+    assert gone == 2 and len(left) == 1 and b"bob@example.org" in left[0][1][b"payload"]
+    erased = db.execute("SELECT receipt FROM rejected_signatures WHERE reason = 'erased'").fetchall()
+    assert erased == [("ann-dl",)]
+    assert "ann" not in caplog.text.lower() and "gmail" not in caplog.text
+
+
+def test_forget_covers_a_signature_still_queued_which_is_stored_erased(
+    make_petition: PetitionFactory, db: DB, rt: Runtime
+) -> None:
+    # Given Ann's and Bob's signatures queued, not yet drained
+    petition = make_petition()
+    rt.streams.ensure_groups()
+    for receipt, address in [("ann-q", "Ann.Lee@gmail.com"), ("bob-q", "bob@example.org")]:
+        payload = encode(receipt, petition.id, 1_790_000_000_000, None, SignatureFields(address, "Someone"))
+        rt.redis.xadd(rt.keys.stream(0), {"s": payload})
+    before = signature_count(db, petition.id)
+
+    # When Ann is forgotten, then the queue drains
+    erasures = Erasures(rt.redis, rt.keys, rt.settings.ip_hash_secret)
+    forget(db, "annlee@googlemail.com", publish=rt.registry.set_counts, mark=erasures.mark)
+    rt.drainer.process(rt.streams.read("c1", 10, 10))
+
+    # Then her submission is stored as erased, never as a signature, and Bob's as usual
+    stored = db.execute("SELECT receipt FROM signatures WHERE receipt IN ('ann-q', 'bob-q')").fetchall()
+    assert stored == [("bob-q",)]
+    reasons = db.execute("SELECT reason FROM rejected_signatures WHERE receipt = 'ann-q'").fetchall()
+    assert reasons == [("erased",)]
+    assert signature_count(db, petition.id) == before + 1
+    # And the mark holds no address
+    marks = b" ".join(rt.redis.zrange(rt.keys.erased, 0, -1))
+    assert marks and b"ann" not in marks.lower() and b"gmail" not in marks

@@ -32,7 +32,7 @@ def test_lag_grows_while_workers_are_stopped_and_falls_to_zero_after(
     client: TestClient, make_petition: PetitionFactory, rt: Runtime, drain: Callable[[], int]
 ) -> None:
     registry = CollectorRegistry()
-    registry.register(QueueCollector(rt.redis, rt.keys))
+    registry.register(QueueCollector(rt.redis, rt.keys, cache_seconds=0))
     petition = make_petition()
     rt.streams.ensure_groups()  # as after a worker start: the group exists, nobody is reading
     for n in range(40):

@@ -20,6 +20,7 @@ from worker.reminders.outbox import local_sink_address, serve_outbox
 from worker.reminders.transport import (
     FileTransport,
     PermanentFailure,
+    PlainTextCredentials,
     ServerUnavailable,
     SmtpTransport,
     TemporaryFailure,
@@ -165,3 +166,12 @@ def test_the_sink_is_started_only_for_a_local_plain_smtp_url() -> None:
     assert local_sink_address("smtp://user:pw@127.0.0.1:25") is None
     assert local_sink_address("smtps://127.0.0.1:465") is None
     assert local_sink_address("file:///tmp/outbox") is None
+
+
+@pytest.mark.parametrize("url", ["smtp://user:pw@127.0.0.1:25", "smtp://user@127.0.0.1:587"])
+def test_credentials_over_a_plain_connection_are_refused_before_connecting(url: str) -> None:
+    # No server listens: the refusal comes before any connection, so nothing is ever sent
+    with pytest.raises(PlainTextCredentials, match="SMTP_STARTTLS"):
+        transport_for(url)
+    assert transport_for(url, starttls=True) is not None
+    assert transport_for(url.replace("smtp://", "smtps://")) is not None
