@@ -1,10 +1,15 @@
 """PostgreSQL adapter: write one planned batch in one transaction.
 
 Inside the transaction, in order: read the batch's petitions' states, COPY the rows into a
-staging table, insert them (`ON CONFLICT DO NOTHING` against the unique receipt and the unique
-(petition, canonical email)), record the rows that lost as duplicates and the rejects with their
-reasons, then add `+n` to each petition's counts in petition-id order (so concurrent workers
-never deadlock). The commit makes the rows and the counts visible together.
+staging table, insert them (`ON CONFLICT DO NOTHING` against the unique receipt and the one
+counted row per (canonical email, petition)), record the rows that lost as duplicates and the
+rejects with their reasons, then add `+n` to each petition's counts in petition-id order (so
+concurrent workers never deadlock). The commit makes the rows and the counts visible together.
+
+Only a `validated` row takes the person's place: an uncounted (`fraudulent`) row is stored
+beside any earlier uncounted ones, so a script signing with a real person's address never keeps
+that person's own signature from being counted. An uncounted row for a person who already has
+a counted one is a duplicate, as before.
 
 Driver errors become `RetryLater` (server gone, deadlock, schema missing: wait for the operator)
 or `BatchRejected` (PostgreSQL refused the content: the caller splits the batch).
@@ -39,12 +44,15 @@ SELECT {ROW_COLUMNS} FROM signatures WITH NO DATA
 # What comes back is small: stored rows counted per (petition, state), and the staged rows that
 # were not stored (~10 %: they lost to an earlier signature, or are a redelivery), one by one.
 #
-# The usual statement names one arbiter, the person's key: every row that would clash on its
-# receipt clashes on its person too (a redelivery is the same signature), so checking the
+# The usual statement names one arbiter, the person's key: every counted row that would clash on
+# its receipt clashes on its person too (a redelivery is the same signature), so checking the
 # receipt index (and the primary key) before each insert, as a bare ON CONFLICT does, was
 # ~5 µs of PostgreSQL per row spent for nothing. Where a stored row's person key was rewritten
-# since (`anonymize`), or a producer reused a receipt, the receipt index refuses the insert
-# (23505) and the batch is written again with ON_ANY_CONFLICT, which skips such rows as before.
+# since (`anonymize`), its state changed (`invalidate`), or a producer reused a receipt, the
+# receipt index refuses the insert (23505) and the batch is written again with ON_ANY_CONFLICT,
+# which skips such rows as before. An uncounted row clashes with nothing on the person's key, so
+# it is inserted only when the person has no counted row and its receipt is not stored (a
+# redelivery): one look-up in the person's index entries, for these rows only.
 #
 # Both inserts probe the other table per row by its unique receipt index, never by a scan: the
 # `OFFSET 0` keeps each NOT EXISTS a per-row subplan that the planner cannot turn into a hash
@@ -60,8 +68,11 @@ WITH stored AS (
     INSERT INTO signatures ({ROW_COLUMNS})
     SELECT {ROW_COLUMNS} FROM sig_staging s
     WHERE NOT EXISTS (SELECT 1 FROM rejected_signatures r WHERE r.receipt = s.receipt OFFSET 0)
+      AND (s.state = 'validated' OR NOT EXISTS (
+          SELECT 1 FROM signatures g WHERE g.canonical_email = s.canonical_email
+          AND g.petition_id = s.petition_id AND (g.state = 'validated' OR g.receipt = s.receipt) OFFSET 0))
     ORDER BY s.canonical_email COLLATE "C", s.petition_id
-    ON CONFLICT (canonical_email, petition_id) DO NOTHING
+    ON CONFLICT (canonical_email, petition_id, (CASE WHEN state = 'validated' THEN true END)) DO NOTHING
     RETURNING receipt, petition_id, state
 )
 SELECT NULL, petition_id, state, count(*), NULL FROM stored GROUP BY petition_id, state
@@ -70,7 +81,8 @@ SELECT s.receipt, s.petition_id, NULL, 0, s.accepted_at FROM sig_staging s
 WHERE NOT EXISTS (SELECT 1 FROM stored i WHERE i.receipt = s.receipt)
 """
 ON_ANY_CONFLICT = INSERT_SIGNATURES.replace(
-    "ON CONFLICT (canonical_email, petition_id) DO NOTHING", "ON CONFLICT DO NOTHING"
+    "ON CONFLICT (canonical_email, petition_id, (CASE WHEN state = 'validated' THEN true END)) DO NOTHING",
+    "ON CONFLICT DO NOTHING",
 )
 assert ON_ANY_CONFLICT != INSERT_SIGNATURES
 

@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from api_stub.app import create_app
+from tests.helpers import TEST_SECRETS
 from worker.keys import Keys
 from worker.reminders.tokens import _b64, make_token, read_token
 from worker.settings import Settings
 
-SECRET = "test-unsubscribe-secret"
+SECRET = TEST_SECRETS["unsubscribe_secret"]
 PendingReader = Callable[[], dict[str, int]]
 
 
