@@ -148,7 +148,7 @@ BENCH_SECRETS = {name: f"bench-{name}-not-secret-only-for-benchmarks" for name i
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
-        env[name.upper()] = str(value or BENCH_SECRETS.get(name, ""))
+        env[name.upper()] = str(BENCH_SECRETS[name] if name in BENCH_SECRETS and not value else value)
     env.update(extra)
     return env
 

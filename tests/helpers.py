@@ -123,7 +123,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     leave unset takes the tests' own, so the child starts)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     for name, value in settings.model_dump().items():
-        env[name.upper()] = str(value or TEST_SECRETS.get(name, ""))
+        env[name.upper()] = str(TEST_SECRETS[name] if name in TEST_SECRETS and not value else value)
     env.update(extra)
     return env
 

@@ -209,5 +209,10 @@ class Settings(BaseSettings):
 def settings_error(exc: Exception) -> str:
     """The sentences of a settings error, without pydantic's framing (for a clean exit message)."""
     if isinstance(exc, ValidationError):
-        return "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        return "; ".join(
+            ("".join(f"{part}".upper() + ": " for part in error["loc"]) + str(error["msg"])).replace(
+                "Value error, ", ""
+            )
+            for error in exc.errors()
+        )
     return str(exc)
