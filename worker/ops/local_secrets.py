@@ -25,7 +25,11 @@ def local_secrets(home: Path) -> dict[str, str]:
     except (OSError, ValueError):
         found = {}
     wanted = {name.upper() for name in SECRETS}
-    if not isinstance(found, dict) or set(found) != wanted or not all(isinstance(v, str) for v in found.values()):
+    if (
+        not isinstance(found, dict)
+        or set(found) != wanted
+        or not all(isinstance(v, str) for v in found.values())
+    ):
         found = {name: secrets.token_hex(32) for name in sorted(wanted)}
         home.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

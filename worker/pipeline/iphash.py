@@ -28,7 +28,7 @@ def _keys_in(network: Network, ipv6_prefix: int) -> int:
     """How many client keys `network` holds: addresses for IPv4, /`ipv6_prefix` networks for IPv6."""
     if network.version == 4:
         return network.num_addresses
-    return 2 ** max(0, ipv6_prefix - network.prefixlen)
+    return int(2 ** max(0, ipv6_prefix - network.prefixlen))
 
 
 def parse_ip_list(spec: str, ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> list[Network]:

@@ -57,7 +57,6 @@ app.conf.update(
 )
 
 
-
 def refuse_without_secrets(**_: Any) -> None:
     """A worker or beat does not start with an unset, short or published secret (SystemExit:
     Celery logs and swallows a receiver's ordinary exceptions)."""

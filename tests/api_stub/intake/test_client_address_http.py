@@ -87,7 +87,9 @@ def test_different_clients_behind_the_proxy_are_told_apart(
 ) -> None:
     petition = make_petition()
     signers = [(f"c{i}@example.org", f"203.0.113.{i}, 10.0.0.2") for i in range(5)]  # two proxies
-    app_settings = limited.settings.model_copy(update={**BEHIND_PROXY, "trusted_proxies": f"{PROXY}, 10.0.0.0/24"})
+    app_settings = limited.settings.model_copy(
+        update={**BEHIND_PROXY, "trusted_proxies": f"{PROXY}, 10.0.0.0/24"}
+    )
     post_from(app_settings, PROXY, petition.id, signers)
     drain_everything(limited)
     assert states(db, petition.id) == {"validated": 5}
@@ -112,12 +114,16 @@ def test_one_host_rotating_through_its_ipv6_64_is_one_client(
     assert states(db, petition.id) == {"validated": 3, "fraudulent": 5}
 
 
-def test_an_ipv6_allow_list_entry_covers_its_64(settings: Settings, make_petition: PetitionFactory, db: DB) -> None:
+def test_an_ipv6_allow_list_entry_covers_its_64(
+    settings: Settings, make_petition: PetitionFactory, db: DB
+) -> None:
     runtime = Runtime(settings.model_copy(update={"abuse_checks": True, "allowed_ips": "2001:db8:1:2::1"}))
     try:
         petition = make_petition()
         # Three signatures from another address of the allowed address's /64: none is limited
-        post_from(runtime.settings, "2001:db8:1:2::7", petition.id, [(f"o{i}@example.org", "") for i in range(3)])
+        post_from(
+            runtime.settings, "2001:db8:1:2::7", petition.id, [(f"o{i}@example.org", "") for i in range(3)]
+        )
         drain_everything(runtime)
     finally:
         runtime.drainer.store.close()

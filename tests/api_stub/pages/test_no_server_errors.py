@@ -17,16 +17,16 @@ from worker.settings import Settings
 
 FORM = "application/x-www-form-urlencoded"
 # Header values travel as bytes; a server reads them as Latin-1, so any of these can arrive.
-header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=80)
+header_text = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=80
+)
 tokens = st.one_of(
     st.text(max_size=80),
     st.builds(lambda t, m: f"{t}.{m}", st.text(max_size=14), st.text(max_size=40)),
     st.sampled_from(["².abc", "١٢٣.abc", "1790000000.é", "1790000000." + "0" * 31 + "²"]),
 )
 paths = st.one_of(st.text(max_size=60).map(lambda t: quote(t, safe="")), st.binary(max_size=40).map(quote))
-quiet = hypothesis_settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+quiet = hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_a_csrf_token_with_a_non_ascii_digit_or_mac_is_refused_not_a_500(
@@ -46,12 +46,20 @@ def test_a_csrf_token_with_a_non_ascii_digit_or_mac_is_refused_not_a_500(
         assert page.status_code == 200
 
 
-def test_no_token_cookie_origin_or_path_gets_a_5xx(settings: Settings, make_petition: PetitionFactory) -> None:
+def test_no_token_cookie_origin_or_path_gets_a_5xx(
+    settings: Settings, make_petition: PetitionFactory
+) -> None:
     petition = make_petition()
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
 
         @quiet
-        @given(token=tokens, cookie=header_text, origin=header_text, path=paths, method=st.sampled_from(["GET", "POST"]))
+        @given(
+            token=tokens,
+            cookie=header_text,
+            origin=header_text,
+            path=paths,
+            method=st.sampled_from(["GET", "POST"]),
+        )
         @example(token="².abc", cookie="0" * 32, origin="http://testserver", path="x", method="POST")
         def check(token: str, cookie: str, origin: str, path: str, method: str) -> None:
             headers = {
@@ -59,7 +67,9 @@ def test_no_token_cookie_origin_or_path_gets_a_5xx(settings: Settings, make_peti
                 "origin": origin.encode("latin-1"),
                 "cookie": f"{csrf.COOKIE}={cookie}".encode("latin-1"),
             }
-            body = urlencode({"name": "Ann", "email": "ann@example.org", "csrf_token": token, "comment": token})
+            body = urlencode(
+                {"name": "Ann", "email": "ann@example.org", "csrf_token": token, "comment": token}
+            )
             answers = [
                 client.post(f"/petitions/{petition.id}/signatures", content=body, headers=headers),  # type: ignore[arg-type]
                 client.request(method, f"/unsubscribe/{quote(token, safe='')}", headers=headers),  # type: ignore[arg-type]

@@ -97,7 +97,9 @@ def test_people_a_script_signed_for_from_one_ip_are_counted_when_they_sign_thems
 
 
 def entry(n: int, receipt: str, petition_id: int, email: str, ip: str, *, honeypot: bool = False) -> Entry:
-    payload = encode(receipt, petition_id, T0_MS + n * 1000, ip, SignatureFields(email, "Ann"), honeypot=honeypot)
+    payload = encode(
+        receipt, petition_id, T0_MS + n * 1000, ip, SignatureFields(email, "Ann"), honeypot=honeypot
+    )
     return Entry(0, f"{T0_MS + n}-0", payload)
 
 

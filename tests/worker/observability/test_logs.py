@@ -55,9 +55,7 @@ def test_no_email_name_or_ip_reaches_the_logs_at_debug_level(
     db: psycopg.Connection[tuple[object, ...]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    debug = settings.model_copy(
-        update={"log_level": "DEBUG", **BEHIND_PROXY, "drain_slice_seconds": 1.0}
-    )
+    debug = settings.model_copy(update={"log_level": "DEBUG", **BEHIND_PROXY, "drain_slice_seconds": 1.0})
     petition = make_petition()
     intake_log = io.StringIO()
     caplog.set_level(logging.DEBUG)
