@@ -13,6 +13,8 @@ RUN pip install . \
  && useradd --system --uid 10001 --home-dir /var/lib/sigingest --create-home app
 
 USER app
+# No secrets in the image: IP_HASH_SECRET, CSRF_SECRET and UNSUBSCRIBE_SECRET come from the
+# environment at run time, and the intake, workers and beat refuse to start without them.
 ENV HOST=0.0.0.0 \
     DATA_DIR=/var/lib/sigingest
 EXPOSE 8000

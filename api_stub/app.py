@@ -66,7 +66,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     # Features beyond the intake add their routes from their own modules, one line each here.
     routes = with_pages(routes, intake)
-    routes += unsubscribe_routes(settings.unsubscribe_secret, client, keys)
+    routes += unsubscribe_routes(
+        settings.unsubscribe_secret, client, keys, settings.unsubscribe_secret_previous
+    )
     routes.append(openapi_route(settings))
     app = IntakeApp(routes=routes, lifespan=lifespan)
     app.state.intake = intake

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 import redis
 
-from tests.helpers import drain_everything
+from tests.helpers import TEST_SECRETS, drain_everything
 from tests.servers import answers, embedded_postgres, embedded_redis, scratch_dir
 from worker.db.migrate import upgrade
 from worker.drain.petitions import create_petition
@@ -108,8 +108,7 @@ def settings(redis_url: str, database_url: str, key_prefix: str) -> Settings:
         claim_interval_ms=100,
         max_deliveries=3,
         db_retry_max_seconds=2.0,  # a transient error under load must not park a drainer for 30 s
-        ip_hash_secret="test-secret",
-        unsubscribe_secret="test-unsubscribe-secret",
+        **TEST_SECRETS,
         abuse_checks=False,  # on in production; tests of the abuse limits switch it on
     )
 

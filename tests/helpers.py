@@ -105,11 +105,26 @@ def read_invariant(db: psycopg.Connection[tuple[object, ...]]) -> Invariant:
     return Invariant(int(signatures[0]), int(rejected[0]), mismatches[0] == 0, int(both[0]))  # type: ignore[call-overload]
 
 
+# The tests' own secrets (the intake, workers and beat refuse to start without real ones).
+TEST_SECRETS = {
+    "ip_hash_secret": "test-ip-hash-secret-of-at-least-32-characters",
+    "csrf_secret": "test-csrf-secret-of-at-least-32-characters",
+    "unsubscribe_secret": "test-unsubscribe-secret-of-at-least-32-characters",
+}
+
+
+# The address a test's in-process client connects from when it plays a trusted proxy (TestClient's
+# `client=(PROXY, port)`), and the settings that trust it to forward the client's address.
+PROXY = "10.255.0.1"
+BEHIND_PROXY = {"trusted_proxy_header": "x-forwarded-for", "trusted_proxies": PROXY}
+
+
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment a child process needs to run with `settings`."""
+    """The environment a child process needs to run with `settings` (a secret the settings
+    leave unset takes the tests' own, so the child starts)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     for name, value in settings.model_dump().items():
-        env[name.upper()] = str(value)
+        env[name.upper()] = str(TEST_SECRETS[name] if name in TEST_SECRETS and not value else value)
     env.update(extra)
     return env
 

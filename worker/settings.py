@@ -10,12 +10,20 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.pipeline.client_address import FORWARDING_HEADERS, parse_networks
 from worker.pipeline.iphash import parse_ip_list
 
-DEV_SECRET = "dev-only-secret-change-me"
+# The constant every secret defaulted to once: refused, since anyone can read it here.
+OLD_DEFAULT_SECRET = "dev-only-secret-change-me"
+MIN_SECRET_CHARS = 32
+SECRETS = ("ip_hash_secret", "csrf_secret", "unsubscribe_secret")
+
+
+class InsecureSecrets(ValueError):
+    """A secret is unset, too short or a known value: the process must not start."""
 
 
 class Settings(BaseSettings):
@@ -54,9 +62,11 @@ class Settings(BaseSettings):
     # Email checks
     check_deliverability: bool = False
 
-    # Secrets
-    ip_hash_secret: str = DEV_SECRET
-    unsubscribe_secret: str = DEV_SECRET
+    # Secrets: no default. `sigingest api`, workers and beat refuse to start without them
+    # (`require_secrets`); `sigingest up` makes its own once (worker/ops/local_secrets.py).
+    ip_hash_secret: str = ""
+    unsubscribe_secret: str = ""
+    unsubscribe_secret_previous: str = ""  # still accepted in unsubscribe links while rotating
 
     # Intake
     host: str = "127.0.0.1"
@@ -64,7 +74,9 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1)
     max_body_bytes: int = Field(8192, ge=1)
     body_timeout_seconds: float = Field(10.0, gt=0)
-    trusted_proxy_header: str = ""  # e.g. "x-forwarded-for" behind a proxy you trust
+    trusted_proxy_header: str = ""  # "x-forwarded-for" or "forwarded", read only from TRUSTED_PROXIES
+    trusted_proxies: str = ""  # comma-separated IPs or CIDRs of the proxies in front of the intake
+    ipv6_prefix_length: int = Field(64, ge=1, le=128)  # an IPv6 client is its network of this size
     public_url: str = "http://127.0.0.1:8000"
 
     # Workers
@@ -72,7 +84,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # The petition page and its signing form
-    csrf_secret: str = DEV_SECRET  # key of the HMAC behind the form's CSRF token
+    csrf_secret: str = ""  # key of the HMAC behind the form's CSRF token
     csrf_max_age_seconds: int = Field(86_400, ge=60)  # a form older than this is refreshed, not accepted
     # Reminder emails
     reminder_every: float = Field(3600.0, gt=0)  # seconds between beat runs of reminders.send_due
@@ -137,11 +149,50 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must start with postgresql:// or postgresql+psycopg://")
         return value
 
-    @field_validator("allowed_ips")
-    @classmethod
-    def _allowed_ips_can_be_hashed(cls, value: str) -> str:
-        parse_ip_list(value)  # refuse a bad ALLOWED_IPS at start, naming the entry
-        return value
+    @model_validator(mode="after")
+    def _addresses_make_sense(self) -> Settings:
+        parse_ip_list(self.allowed_ips, self.ipv6_prefix_length)  # refuse a bad entry at start
+        parse_networks(self.trusted_proxies, "TRUSTED_PROXIES")
+        header = self.trusted_proxy_header.strip().lower()
+        if header and header not in FORWARDING_HEADERS:
+            raise ValueError("TRUSTED_PROXY_HEADER must be x-forwarded-for or forwarded (RFC 7239)")
+        if header and not self.trusted_proxies.strip():
+            # Read from any peer, the header is whatever the client wrote: every limit bends.
+            raise ValueError(
+                "TRUSTED_PROXY_HEADER is set but TRUSTED_PROXIES is empty: list the addresses "
+                "of your proxies (IPs or CIDRs) in TRUSTED_PROXIES, or unset TRUSTED_PROXY_HEADER"
+            )
+        return self
+
+    def secret_problems(self) -> list[str]:
+        """One sentence per secret that is unset, shorter than `MIN_SECRET_CHARS` or the old
+        default, naming its variable; empty when all are fit for use."""
+        problems = []
+        for name in SECRETS:
+            value = getattr(self, name)
+            if not value:
+                problems.append(f"{name.upper()} is not set")
+            elif value == OLD_DEFAULT_SECRET:
+                problems.append(f"{name.upper()} is the old published default")
+            elif len(value) < MIN_SECRET_CHARS:
+                problems.append(f"{name.upper()} is shorter than {MIN_SECRET_CHARS} characters")
+        return problems
+
+    def require_secrets(self) -> None:
+        """Raise `InsecureSecrets` naming every unfit secret. Called where a long-running
+        process starts (`sigingest api`, Celery workers and beat)."""
+        problems = self.secret_problems()
+        if problems:
+            raise InsecureSecrets(
+                "refusing to start: " + "; ".join(problems) + ". Set each to a random value of at "
+                f"least {MIN_SECRET_CHARS} characters (e.g. `openssl rand -hex 32`); "
+                "`sigingest up` makes its own for a local run"
+            )
+
+    @property
+    def forwarding_header(self) -> str:
+        """TRUSTED_PROXY_HEADER lowercased ("" when unset)."""
+        return self.trusted_proxy_header.strip().lower()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -165,3 +216,15 @@ class Settings(BaseSettings):
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
+
+
+def settings_error(exc: Exception) -> str:
+    """The sentences of a settings error, without pydantic's framing (for a clean exit message)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            ("".join(f"{part}".upper() + ": " for part in error["loc"]) + str(error["msg"])).replace(
+                "Value error, ", ""
+            )
+            for error in exc.errors()
+        )
+    return str(exc)

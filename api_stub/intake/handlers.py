@@ -16,6 +16,7 @@ from starlette.responses import Response
 from api_stub.intake.parse import IntakeError, parse_petition_id, parse_submission
 from api_stub.intake.queue import IntakeQueue
 from worker.errors import QueueUnavailable
+from worker.pipeline.client_address import client_address, client_key, parse_networks
 from worker.pipeline.fields import SignatureFields
 from worker.pipeline.iphash import hash_ip
 from worker.pipeline.wording import call_to_action
@@ -36,17 +37,18 @@ class Intake:
         self.settings = settings
         self.queue = queue
         self._ip_key = settings.ip_hash_secret.encode()
+        self._proxies = parse_networks(settings.trusted_proxies, "TRUSTED_PROXIES")
+        self._header = settings.forwarding_header if self._proxies else ""
 
     def ip_hash(self, request: Request) -> str | None:
-        """A keyed hash of the client address; the raw address goes no further than here."""
-        address = request.client.host if request.client else None
-        if self.settings.trusted_proxy_header:
-            forwarded = request.headers.get(self.settings.trusted_proxy_header)
-            if forwarded:
-                address = forwarded.split(",", 1)[0].strip()
+        """A keyed hash of the client's key (`client_address`: behind trusted proxies only;
+        an IPv6 client as its prefix); the raw address goes no further than here."""
+        peer = request.client.host if request.client else None
+        values = request.headers.getlist(self._header) if self._header else []
+        address = client_address(peer, self._header, values, self._proxies)
         if not address:
             return None
-        return hash_ip(self._ip_key, address)
+        return hash_ip(self._ip_key, client_key(address, self.settings.ipv6_prefix_length))
 
     async def read_body(self, request: Request) -> bytes:
         """The body, refused past `MAX_BODY_BYTES` (413) or after `BODY_TIMEOUT_SECONDS` (408)."""

@@ -38,7 +38,9 @@ def check_token(secret: str, nonce: str | None, token: object, now: int, max_age
     if not valid_nonce(nonce) or not isinstance(token, str):
         return False
     issued, _, mac = token.partition(".")
-    if not issued.isdigit() or len(issued) > 12:
+    # ASCII first: str.isdigit() is true for "²" and "٣", which int() then refuses or reads,
+    # and compare_digest() raises on a non-ASCII string.
+    if not (issued.isascii() and mac.isascii() and issued.isdigit()) or len(issued) > 12:
         return False
     age = now - int(issued)
     if not -CLOCK_SKEW_SECONDS <= age <= max_age:

@@ -33,13 +33,14 @@ def page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 class Unsubscribes:
-    def __init__(self, secret: str, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, secret: str, client: aioredis.Redis, keys: Keys, previous: str = "") -> None:
         self._secret = secret
+        self._previous = previous  # UNSUBSCRIBE_SECRET_PREVIOUS: links mailed before a rotation
         self._redis = client
         self._keys = keys
 
     async def handle(self, request: Request) -> Response:
-        email = read_token(self._secret, request.path_params["token"])
+        email = read_token(self._secret, request.path_params["token"], self._previous)
         if email is None:
             return page("This link is not valid", "<p>Please use the link from the email as it is.</p>", 400)
         if request.method == "GET":
@@ -59,6 +60,6 @@ class Unsubscribes:
         return page("Unsubscribe", body)
 
 
-def unsubscribe_routes(secret: str, client: aioredis.Redis, keys: Keys) -> list[Route]:
-    handler = Unsubscribes(secret, client, keys).handle
+def unsubscribe_routes(secret: str, client: aioredis.Redis, keys: Keys, previous: str = "") -> list[Route]:
+    handler = Unsubscribes(secret, client, keys, previous).handle
     return [Route("/unsubscribe/{token}", handler, methods=["GET", "POST"], include_in_schema=False)]

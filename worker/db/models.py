@@ -17,8 +17,8 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    UniqueConstraint,
     func,
+    text,
 )
 
 metadata = MetaData()
@@ -68,8 +68,16 @@ signatures = Table(
     Column("state", Text, nullable=False, server_default="validated"),
     Column("accepted_at", DateTime(timezone=True), nullable=False),
     Column("persisted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # Leads with canonical_email: it also serves look-ups by person (forget, reminders).
-    UniqueConstraint("canonical_email", "petition_id", name="signatures_one_per_person"),
+    # At most one counted (validated) row per person and petition; uncounted rows (fraudulent,
+    # invalidated) never take the person's place: the third key is NULL for them (migration
+    # 0004). Leads with canonical_email: it also serves look-ups by person (forget, reminders).
+    Index(
+        "signatures_one_counted_per_person",
+        "canonical_email",
+        "petition_id",
+        text("(CASE WHEN state = 'validated' THEN true END)"),
+        unique=True,
+    ),
     CheckConstraint(
         "state IN ('pending', 'validated', 'invalidated', 'fraudulent')", name="signatures_state"
     ),

@@ -43,7 +43,9 @@ def policy_from_settings(settings: Settings) -> AbusePolicy:
     return AbusePolicy(
         burst=RateLimit(settings.rate_burst_limit, settings.rate_burst_seconds),
         sustained=RateLimit(settings.rate_sustained_limit, settings.rate_sustained_seconds),
-        allowed_ip_hashes=allowed_ip_hashes(settings.ip_hash_secret.encode(), settings.allowed_ips),
+        allowed_ip_hashes=allowed_ip_hashes(
+            settings.ip_hash_secret.encode(), settings.allowed_ips, settings.ipv6_prefix_length
+        ),
         allowed_domains=parse_domains(settings.allowed_domains),
         blocked_domains=parse_domains(settings.blocked_domains),
         blocked_emails=parse_emails(settings.blocked_emails),

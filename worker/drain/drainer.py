@@ -180,9 +180,7 @@ class Drainer:
     def _write(self, entries: list[Entry]) -> BatchResult:
         """Commit a batch; if PostgreSQL refuses its content, split it until the bad entry is
         alone, and commit the rest."""
-        plan = plan_batch(entries, self.emails)
-        if self._abuse is not None:
-            plan.rows = self._abuse(plan.rows)
+        plan = plan_batch(entries, self.emails, self._abuse)
         try:
             outcome = self.store.write(plan)
             return BatchResult(outcome, plan.done_entries, plan.poison)

@@ -1,10 +1,15 @@
 """PostgreSQL adapter: write one planned batch in one transaction.
 
 Inside the transaction, in order: read the batch's petitions' states, COPY the rows into a
-staging table, insert them (`ON CONFLICT DO NOTHING` against the unique receipt and the unique
-(petition, canonical email)), record the rows that lost as duplicates and the rejects with their
-reasons, then add `+n` to each petition's counts in petition-id order (so concurrent workers
-never deadlock). The commit makes the rows and the counts visible together.
+staging table, insert them (`ON CONFLICT DO NOTHING` against the unique receipt and the one
+counted row per (canonical email, petition)), record the rows that lost as duplicates and the
+rejects with their reasons, then add `+n` to each petition's counts in petition-id order (so
+concurrent workers never deadlock). The commit makes the rows and the counts visible together.
+
+Only a `validated` row takes the person's place: an uncounted (`fraudulent`) row is stored
+beside any earlier uncounted ones, so a script signing with a real person's address never keeps
+that person's own signature from being counted. An uncounted row for a person who already has
+a counted one is a duplicate, as before.
 
 Driver errors become `RetryLater` (server gone, deadlock, schema missing: wait for the operator)
 or `BatchRejected` (PostgreSQL refused the content: the caller splits the batch).
@@ -36,9 +41,12 @@ SELECT {ROW_COLUMNS} FROM signatures WITH NO DATA
 # - Rows go in key order (COLLATE "C": bytes, no locale calls), so concurrent batches that share
 #   a person wait in one direction and never deadlock (tests/faults/test_viral_petition.py).
 # - It returns only counts per (petition, state) and the staged rows that lost, not every row.
-# - One arbiter, the person's key: a receipt clash is a person clash, so checking the receipt
-#   index first is wasted work; where it is not (a row rewritten by `anonymize`, a reused
-#   receipt) the receipt index refuses (23505) and the batch is written again with ON_ANY_CONFLICT.
+# - One arbiter, the person's counted key: a receipt clash is a person clash, so checking the
+#   receipt index first is wasted work; where it is not (a row rewritten by `anonymize`, its state
+#   changed by `invalidate`, a reused receipt) the receipt index refuses (23505) and the batch is
+#   written again with ON_ANY_CONFLICT.
+# - An uncounted row clashes with nothing on that key: it is inserted only when the person has no
+#   counted row and its receipt is not stored (one look-up in the person's index entries).
 # - `OFFSET 0` keeps each NOT EXISTS a per-row probe of the receipt index: as a hash anti join it
 #   read the whole other table on every batch, a cost that grew with the table.
 # - Planned at each batch (`prepare=False`): a plan cached while the tables were small would stay.
@@ -47,8 +55,11 @@ WITH stored AS (
     INSERT INTO signatures ({ROW_COLUMNS})
     SELECT {ROW_COLUMNS} FROM sig_staging s
     WHERE NOT EXISTS (SELECT 1 FROM rejected_signatures r WHERE r.receipt = s.receipt OFFSET 0)
+      AND (s.state = 'validated' OR NOT EXISTS (
+          SELECT 1 FROM signatures g WHERE g.canonical_email = s.canonical_email
+          AND g.petition_id = s.petition_id AND (g.state = 'validated' OR g.receipt = s.receipt) OFFSET 0))
     ORDER BY s.canonical_email COLLATE "C", s.petition_id
-    ON CONFLICT (canonical_email, petition_id) DO NOTHING
+    ON CONFLICT (canonical_email, petition_id, (CASE WHEN state = 'validated' THEN true END)) DO NOTHING
     RETURNING receipt, petition_id, state
 )
 SELECT NULL, petition_id, state, count(*), NULL FROM stored GROUP BY petition_id, state
@@ -57,7 +68,8 @@ SELECT s.receipt, s.petition_id, NULL, 0, s.accepted_at FROM sig_staging s
 WHERE NOT EXISTS (SELECT 1 FROM stored i WHERE i.receipt = s.receipt)
 """
 ON_ANY_CONFLICT = INSERT_SIGNATURES.replace(
-    "ON CONFLICT (canonical_email, petition_id) DO NOTHING", "ON CONFLICT DO NOTHING"
+    "ON CONFLICT (canonical_email, petition_id, (CASE WHEN state = 'validated' THEN true END)) DO NOTHING",
+    "ON CONFLICT DO NOTHING",
 )
 assert ON_ANY_CONFLICT != INSERT_SIGNATURES
 

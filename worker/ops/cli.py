@@ -8,11 +8,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
+from pydantic import ValidationError
+
 from worker.integrity import commands as integrity_commands
 from worker.ops import deadletters, stats_cli, up
 from worker.ops.demo import run as demo
 from worker.reminders import cli as reminders_cli
-from worker.settings import Settings
+from worker.settings import InsecureSecrets, Settings, settings_error
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -51,6 +53,7 @@ def cmd_petition(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require_secrets()
     workers = args.workers or settings.api_workers
     if workers > 1 and not settings.intake_metrics_dir:
         # Granian's processes share the port: each scrape lands on one of them, so they pool
@@ -156,9 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Command = args.run
-    settings = Settings.from_env()
-    # Beside a running `sigingest up`, commands use its embedded servers unless the env says otherwise.
-    return run(args, up.attach(settings) if getattr(args, "attach", True) else settings)
+    try:
+        settings = Settings.from_env()
+        # Beside a running `sigingest up`, commands use its embedded servers unless the env says otherwise.
+        return run(args, up.attach(settings) if getattr(args, "attach", True) else settings)
+    except (ValidationError, InsecureSecrets) as exc:
+        print(f"error: {settings_error(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from sqlalchemy.exc import OperationalError
 
 from worker.keys import INGEST_QUEUE, REMINDERS_QUEUE
 from worker.ops.embedded import EmbeddedServerError, Server, start_postgres, start_redis, stop_child, tail
+from worker.ops.local_secrets import secrets_for_children
 from worker.reminders.outbox import local_sink_address
 from worker.settings import Settings
 
@@ -121,9 +122,11 @@ def with_fields(settings: Settings, **values: Any) -> Settings:
 # ---------------------------------------------------------------- children
 
 
-def child_env(settings: Settings) -> dict[str, str]:
+def child_env(settings: Settings, home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(REDIS_URL=settings.redis_url, DATABASE_URL=settings.database_url, PYTHONUNBUFFERED="1")
+    # The intake, workers and beat refuse to start without real secrets: a local run makes its own.
+    env.update(secrets_for_children(settings, home))
     # A local system's traffic all comes from this machine (the demo, a browser): without this the
     # per-IP rate limits would mark nearly every signature fraudulent. Set ALLOWED_IPS to override.
     env.setdefault("ALLOWED_IPS", "127.0.0.1,::1")
@@ -142,7 +145,7 @@ def spawn(name: str, argv: list[str], env: dict[str, str], logs: Path, **kw: Any
 
 def start_children(settings: Settings, home: Path, workers: int, port: int) -> list[Child]:
     """Outbox sink, intake, ingest and reminder workers, beat: stopped in reverse order."""
-    env = child_env(settings)
+    env = child_env(settings, home)
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "worker.ops.cli"]

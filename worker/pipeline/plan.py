@@ -6,7 +6,7 @@ against the petitions table (`check_petitions`, also pure, given their states) a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -81,12 +81,18 @@ class BatchPlan:
         return sorted({row.petition_id for row in self.rows})
 
 
-def plan_batch(entries: Sequence[Entry], emails: EmailChecker) -> BatchPlan:
-    """Decode, validate, canonicalise and deduplicate one batch. Never raises for bad entries."""
+Judge = Callable[[list[Row]], list[Row]]
+VALIDATED = "validated"
+
+
+def plan_batch(entries: Sequence[Entry], emails: EmailChecker, judge: Judge | None = None) -> BatchPlan:
+    """Decode, validate, canonicalise, judge and deduplicate one batch. Never raises for bad entries.
+
+    `judge` (the abuse limits) marks rows fraudulent before people are deduplicated, so that
+    an uncounted row never takes a person's place (`one_counted_per_person`)."""
     plan = BatchPlan(entries=list(entries))
-    rows, rejects = plan.rows, plan.rejects
+    rows, rejects = [], plan.rejects
     seen_receipts: set[str] = set()
-    seen_people: set[tuple[int, str]] = set()
     times: dict[int, datetime] = {}
     for entry in entries:
         try:
@@ -101,14 +107,28 @@ def plan_batch(entries: Sequence[Entry], emails: EmailChecker) -> BatchPlan:
         outcome = check_submission(submission, emails)
         if isinstance(outcome, Reject):
             rejects.append(outcome)
-            continue
-        person = (outcome.petition_id, outcome.canonical_email)
-        if person in seen_people:
-            rejects.append(_reject(submission, "duplicate", None))
         else:
-            seen_people.add(person)
             rows.append(outcome)
+    plan.rows = one_counted_per_person(judge(rows) if judge is not None else rows, rejects)
     return plan
+
+
+def one_counted_per_person(rows: list[Row], rejects: list[Reject]) -> list[Row]:
+    """The rows to store: the first counted (`validated`) row of each person and petition, and
+    every uncounted row of a person not counted earlier in the batch; the others are appended
+    to `rejects` as duplicates. An uncounted row never takes the place, so a fraudulent entry
+    ahead of the person's own in the batch does not turn theirs into a duplicate."""
+    kept: list[Row] = []
+    counted: set[tuple[int, str]] = set()
+    for row in rows:
+        person = (row.petition_id, row.canonical_email)
+        if person in counted:
+            rejects.append(Reject(row.receipt, row.petition_id, "duplicate", None, row.accepted_at))
+            continue
+        if row.state == VALIDATED:
+            counted.add(person)
+        kept.append(row)
+    return kept
 
 
 _new_row = tuple.__new__

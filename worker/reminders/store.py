@@ -111,7 +111,7 @@ FROM reminder_deliveries d
 JOIN petitions p ON p.id = d.petition_id
 LEFT JOIN LATERAL (
     SELECT s.email, s.name FROM signatures s
-    WHERE s.canonical_email = d.canonical_email AND s.email IS NOT NULL
+    WHERE s.canonical_email = d.canonical_email AND s.email IS NOT NULL AND s.state = 'validated'
     ORDER BY s.accepted_at DESC LIMIT 1
 ) sig ON true
 WHERE d.id = %(id)s AND d.status = 'pending'

@@ -31,17 +31,19 @@ def make_token(secret: str, canonical_email: str) -> str:
     return f"{_b64(canonical_email.encode())}.{_b64(_mac(secret, canonical_email))}"
 
 
-def read_token(secret: str, token: str) -> str | None:
-    """The canonical email a genuine token was made for; None for anything forged or mangled."""
-    if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+def read_token(secret: str, token: str, previous: str = "") -> str | None:
+    """The canonical email a genuine token was made for, with `secret` or (during a rotation)
+    the `previous` one; None for anything forged or mangled. Never raises for any string."""
+    if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1 or not token.isascii():
         return None
     email_part, mac_part = token.split(".")
     try:
         email = _unb64(email_part).decode("utf-8")
         mac = _unb64(mac_part)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
         return None
     # One spelling per token: base64 decoding forgives stray characters and padding bits.
     if not email or _b64(email.encode()) != email_part or _b64(mac) != mac_part:
         return None
-    return email if hmac.compare_digest(mac, _mac(secret, email)) else None
+    keys = (secret, previous) if previous else (secret,)
+    return email if any(hmac.compare_digest(mac, _mac(key, email)) for key in keys) else None

@@ -7,13 +7,16 @@ imports the task modules named in `imports` once the app is configured.
 
 from __future__ import annotations
 
-from celery import Celery
+import sys
+from typing import Any
+
+from celery import Celery, signals
 from celery.schedules import crontab
 
 from worker.keys import INGEST_QUEUE, REMINDERS_QUEUE
 from worker.observability import metrics_server
 from worker.scheduling import watchdog
-from worker.settings import Settings
+from worker.settings import InsecureSecrets, Settings
 
 settings = Settings.from_env()
 
@@ -53,5 +56,18 @@ app.conf.update(
     },
 )
 
+
+def refuse_without_secrets(**_: Any) -> None:
+    """A worker or beat does not start with an unset, short or published secret (SystemExit:
+    Celery logs and swallows a receiver's ordinary exceptions)."""
+    try:
+        settings.require_secrets()
+    except InsecureSecrets as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+signals.celeryd_init.connect(refuse_without_secrets, weak=False)
+signals.beat_init.connect(refuse_without_secrets, weak=False)
 watchdog.install(app, settings)
 metrics_server.install(settings)

@@ -129,7 +129,7 @@ def test_the_page_shows_the_petition_in_the_seeds_words_with_the_committed_count
 
 
 def test_the_form_has_labelled_fields_an_unticked_opt_in_a_token_and_a_hidden_honeypot(
-    client: TestClient, petition: PetitionCard
+    client: TestClient, petition: PetitionCard, settings: Settings
 ) -> None:
     response = client.get(f"/petitions/{petition.id}", headers=PAGE)
     page = response.text
@@ -143,7 +143,7 @@ def test_the_form_has_labelled_fields_an_unticked_opt_in_a_token_and_a_hidden_ho
     assert 'tabindex="-1"' in input_of(page, "comment") and '<div class="hp" aria-hidden="true">' in page
     token = token_of(page)
     cookie = response.cookies[csrf.COOKIE]
-    assert csrf.check_token("dev-only-secret-change-me", cookie, token, int(token.split(".")[0]), 60)
+    assert csrf.check_token(settings.csrf_secret, cookie, token, int(token.split(".")[0]), 60)
     assert "httponly" in response.headers["set-cookie"].lower()
     assert "samesite=lax" in response.headers["set-cookie"].lower()
 

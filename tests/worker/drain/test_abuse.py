@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from api_stub.app import create_app
 from tests.conftest import PetitionFactory
-from tests.helpers import drain_everything, read_invariant
+from tests.helpers import BEHIND_PROXY, PROXY, drain_everything, read_invariant
 from worker.drain.abuse import AbuseGuard, policy_from_settings
 from worker.errors import RetryLater
 from worker.keys import Keys
@@ -137,8 +137,8 @@ def test_a_redelivered_batch_keeps_its_outcome_after_a_failed_commit(
 
 @pytest.fixture
 def client(abuse_rt: Runtime) -> Iterator[TestClient]:
-    app_settings = abuse_rt.settings.model_copy(update={"trusted_proxy_header": "x-forwarded-for"})
-    with TestClient(create_app(app_settings)) as client:
+    app_settings = abuse_rt.settings.model_copy(update=BEHIND_PROXY)
+    with TestClient(create_app(app_settings), client=(PROXY, 50000)) as client:
         yield client
 
 
@@ -185,13 +185,13 @@ def test_allow_lists_given_as_raw_ips_and_domains_apply_to_hashed_entries(
             "allowed_ips": "198.51.100.0/24",
             "allowed_domains": "newsroom.example",
             "blocked_domains": "spam.example",
-            "trusted_proxy_header": "x-forwarded-for",
+            **BEHIND_PROXY,
         }
     )
     runtime = Runtime(allowing)
     petition = make_petition()
     try:
-        with TestClient(create_app(allowing)) as client:
+        with TestClient(create_app(allowing), client=(PROXY, 50000)) as client:
             for n in range(6):
                 sign(client, petition.id, f"student{n}@example.org", "198.51.100.77")  # a university
                 sign(client, petition.id, f"reporter{n}@desk.newsroom.example", "192.0.2.1")

@@ -17,6 +17,7 @@ from worker.settings import Settings
 
 DB = psycopg.Connection[tuple[object, ...]]
 TABLE_ROWS = 30_000
+STATES = {False: "validated", True: "fraudulent"}
 
 
 def fill_tables(db: DB, petition_id: int) -> None:
@@ -53,17 +54,20 @@ def test_the_inserts_look_receipts_up_by_index_in_large_tables(
         for i in range(150):
             db.execute(
                 "INSERT INTO sig_staging (receipt, petition_id, email, canonical_email, name, opt_in,"
-                " accepted_at) VALUES (%s, %s, %s, %s, 'N', false, now())",
-                (f"new-{i}", petition.id, f"n{i}@example.org", f"n{i}@example.org"),
+                " accepted_at, state) VALUES (%s, %s, %s, %s, 'N', false, now(), %s)",
+                (f"new-{i}", petition.id, f"n{i}@example.org", f"n{i}@example.org", STATES[i % 10 == 0]),
             )
         plans = [plan_of(db, INSERT_SIGNATURES), plan_of(db, ON_ANY_CONFLICT)]
     rejects = [Reject(f"new-{i}", petition.id, "duplicate", None, None) for i in range(20)]
     plans.append(plan_of(db, INSERT_REJECTS, [orjson.dumps(rejects).decode()]))
 
-    # Then every look-up goes through the other table's receipt index, none reads it whole
+    # Then every look-up goes through the other table's receipt index, none reads it whole; an
+    # uncounted row looks for the person's counted row in the person's index
     for plan in plans[:2]:
         assert "Seq Scan on rejected_signatures" not in plan, plan
         assert "rejected_signatures_receipt_key on rejected_signatures" in plan, plan
+        assert "Seq Scan on signatures" not in plan, plan
+        assert "signatures_one_counted_per_person on signatures" in plan, plan
     assert "Seq Scan on signatures" not in plans[2], plans[2]
     assert "signatures_receipt_key on signatures" in plans[2], plans[2]
 

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from api_stub.app import create_app
 from tests.conftest import PetitionFactory
-from tests.helpers import Child, settings_env, stop_process, wait_for
+from tests.helpers import BEHIND_PROXY, PROXY, Child, settings_env, stop_process, wait_for
 from worker.observability.logs import configure_logging
 from worker.settings import Settings
 
@@ -55,13 +55,11 @@ def test_no_email_name_or_ip_reaches_the_logs_at_debug_level(
     db: psycopg.Connection[tuple[object, ...]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    debug = settings.model_copy(
-        update={"log_level": "DEBUG", "trusted_proxy_header": "x-forwarded-for", "drain_slice_seconds": 1.0}
-    )
+    debug = settings.model_copy(update={"log_level": "DEBUG", **BEHIND_PROXY, "drain_slice_seconds": 1.0})
     petition = make_petition()
     intake_log = io.StringIO()
     caplog.set_level(logging.DEBUG)
-    with TestClient(create_app(debug)) as client:
+    with TestClient(create_app(debug), client=(PROXY, 50000)) as client:
         configure_logging("DEBUG", stream=intake_log, json=True)
         for email, name, ip in SIGNERS:
             client.post(

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from tests.conftest import PetitionFactory
 from tests.helpers import wait_for
 from tests.servers import scratch_dir
 from worker.ops.embedded import free_port
+from worker.reminders.tokens import make_token
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -106,6 +108,12 @@ def test_up_serves_persists_stops_cleanly_and_a_second_start_keeps_the_data(home
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     assert (home / ".sigingest" / "redis" / "appendonly.aof").exists()
     assert (home / ".sigingest" / "postgres" / "PG_VERSION").exists()
+    # with secrets of its own, readable by the owner only
+    secrets_file = home / ".sigingest" / "secrets.json"
+    made = json.loads(secrets_file.read_text())
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    link = f"{url}/unsubscribe/{make_token(made['UNSUBSCRIBE_SECRET'], 'ann@example.org')}"
+    assert httpx.get(link).status_code == 200
     # When a petition is created beside it (the CLI finds the embedded servers) and people sign
     petition_id = int(first.cli("petition", "create", "--title", "Up", "--starter", "Clara LONG"))
     sign(url, petition_id, range(30))
@@ -129,6 +137,9 @@ def test_up_serves_persists_stops_cleanly_and_a_second_start_keeps_the_data(home
     db = second.endpoints["database_url"]
     wait_for(lambda: persisted(db, petition_id) == (51, 51), timeout=60)
     assert httpx.get(f"{url}/petitions/{petition_id}").json()["signature_count"] == 51
+    # with the same secrets: a link mailed before the restart still works
+    assert json.loads(secrets_file.read_text()) == made
+    assert httpx.post(link).status_code == 200
     second.stop()
     assert processes_in(home) == []
 

@@ -96,13 +96,20 @@ def test_domains_match_themselves_and_their_subdomains_only() -> None:
 
 def test_the_allow_list_hashes_addresses_and_small_networks_like_the_intake() -> None:
     hashes = allowed_ip_hashes(KEY, " 192.0.2.7 , 198.51.100.0/30, 2001:db8::1 ")
-    assert hash_ip(KEY, "192.0.2.7") in hashes and hash_ip(KEY, "2001:db8::1") in hashes
+    # An IPv6 client is its /64, as the intake hashes it.
+    assert hash_ip(KEY, "192.0.2.7") in hashes and hash_ip(KEY, "2001:db8::/64") in hashes
     assert {hash_ip(KEY, f"198.51.100.{n}") for n in range(4)} <= hashes
     assert len(hashes) == 6
     assert allowed_ip_hashes(KEY, "") == frozenset()
 
 
-@pytest.mark.parametrize("spec", ["10.0.0.0/8", "not-an-ip", "2001:db8::/64"])
+def test_the_allow_list_takes_ipv6_networks_as_their_64s_and_mapped_addresses_as_ipv4() -> None:
+    hashes = allowed_ip_hashes(KEY, "2001:db8:0:4::/62, ::ffff:192.0.2.9")
+    assert hashes == {hash_ip(KEY, f"2001:db8:0:{n}::/64") for n in range(4, 8)} | {hash_ip(KEY, "192.0.2.9")}
+    assert allowed_ip_hashes(KEY, "2001:db8::/64") == {hash_ip(KEY, "2001:db8::/64")}
+
+
+@pytest.mark.parametrize("spec", ["10.0.0.0/8", "not-an-ip", "2001:db8::/40"])
 def test_an_allow_list_entry_that_cannot_be_hashed_is_refused_by_name(spec: str) -> None:
     with pytest.raises(ValueError, match="ALLOWED_IPS"):
         allowed_ip_hashes(KEY, spec)

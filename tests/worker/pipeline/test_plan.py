@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from worker.pipeline.emails import EmailChecker
 from worker.pipeline.entry import Entry, encode
 from worker.pipeline.fields import SignatureFields
-from worker.pipeline.plan import PetitionState, check_petitions, plan_batch
+from worker.pipeline.plan import PetitionState, Row, check_petitions, plan_batch
 
 NOW_MS = 1_790_000_000_000
 
@@ -92,3 +92,32 @@ def test_petition_checks_refuse_unknown_and_closed_but_keep_signatures_accepted_
     kept, rejects = check_petitions(plan.rows, states)
     assert [r.petition_id for r in kept] == [1, 4]
     assert {(r.petition_id, r.reason) for r in rejects} == {(2, "petition_closed"), (3, "unknown_petition")}
+
+
+def test_an_uncounted_entry_never_takes_the_persons_place_in_the_batch() -> None:
+    # Given a honeypot entry for Ann, then Ann's own, then Ann once more and a honeypot entry again
+    honeypot = encode(
+        "hp", 1, 1_790_000_000_000, None, SignatureFields("ann@example.org", "Bot"), honeypot=True
+    )
+    late = encode("hp2", 1, 1_790_000_000_009, None, SignatureFields("ann@example.org", "Bot"), honeypot=True)
+    batch = [
+        Entry(0, "0-1", honeypot),
+        entry(2, "Ann@example.org"),
+        entry(3, "ann@example.org"),
+        Entry(0, "0-9", late),
+    ]
+    plan = plan_batch(batch, EmailChecker())
+    # Then the honeypot row and Ann's are stored; the two after Ann's counted one are duplicates
+    assert [(r.receipt, r.state) for r in plan.rows] == [("hp", "fraudulent"), ("r2", "validated")]
+    assert sorted(r.receipt for r in plan.rejects if r.reason == "duplicate") == ["hp2", "r3"]
+
+
+def test_rows_the_judge_marks_fraudulent_do_not_take_the_place_either() -> None:
+    def first_is_fraudulent(rows: list[Row]) -> list[Row]:
+        return [rows[0]._replace(state="fraudulent"), *rows[1:]]
+
+    plan = plan_batch(
+        [entry(1, "bo@example.org"), entry(2, "bo@example.org")], EmailChecker(), first_is_fraudulent
+    )
+    assert [(r.receipt, r.state) for r in plan.rows] == [("r1", "fraudulent"), ("r2", "validated")]
+    assert plan.rejects == []

@@ -12,11 +12,12 @@ from starlette.testclient import TestClient
 
 from api_stub.app import create_app
 from tests.faults.harness import PrivateRedis
+from tests.helpers import TEST_SECRETS
 from worker.keys import Keys
 from worker.reminders.tokens import _b64, make_token, read_token
 from worker.settings import Settings
 
-SECRET = "test-unsubscribe-secret"
+SECRET = TEST_SECRETS["unsubscribe_secret"]
 PendingReader = Callable[[], dict[str, int]]
 
 
@@ -137,3 +138,26 @@ def test_redis_down_gets_503_and_the_link_still_works_later(settings: Settings, 
             assert list(r.hgetall(keys.pending_unsubscribes)) == [b"ann@example.org"]
     finally:
         server.close()
+
+
+def test_links_signed_with_the_previous_secret_keep_working_during_a_rotation(
+    settings: Settings, pending: PendingReader
+) -> None:
+    # Given a link mailed before UNSUBSCRIBE_SECRET was rotated
+    old_link = f"/unsubscribe/{make_token(SECRET, 'ann@example.org')}"
+    rotated = settings.model_copy(update={"unsubscribe_secret": "n" * 40})
+    with TestClient(create_app(rotated)) as client:
+        # Without UNSUBSCRIBE_SECRET_PREVIOUS it is refused
+        assert client.post(old_link).status_code == 400
+    with TestClient(create_app(rotated.model_copy(update={"unsubscribe_secret_previous": SECRET}))) as client:
+        # With it, the old link and a new one both work, and a forgery still does not
+        assert client.post(old_link).status_code == 200
+        assert client.post(f"/unsubscribe/{make_token('n' * 40, 'bob@example.org')}").status_code == 200
+        assert client.post(f"/unsubscribe/{make_token('m' * 40, 'cy@example.org')}").status_code == 400
+    assert sorted(pending()) == ["ann@example.org", "bob@example.org"]
+
+
+@pytest.mark.parametrize("token", ["².abc", "YW5uQGV4YW1wbGUub3Jn.é", "é.é", "YW5u\udcff.x", "\x00.\x00"])
+def test_non_ascii_tokens_are_refused_not_raised(token: str) -> None:
+    assert read_token(SECRET, token) is None
+    assert read_token(SECRET, token, previous="p" * 40) is None
