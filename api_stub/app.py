@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -18,6 +17,8 @@ from api_stub.intake.queue import IntakeQueue
 from api_stub.metrics import observe
 from api_stub.pages.routes import with_pages
 from api_stub.pages.unsubscribe import unsubscribe_routes
+from worker.connections import async_redis_client
+from worker.drain.durability import AckPolicy
 from worker.keys import Keys
 from worker.settings import Settings
 
@@ -26,18 +27,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """The intake app. Settings are read from the environment when not given."""
     settings = settings or Settings.from_env()
     keys = Keys(settings.key_prefix, settings.shards)
-    client = aioredis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=1, socket_timeout=5, max_connections=256
+    client = async_redis_client(settings)
+    queue = IntakeQueue(
+        client,
+        keys,
+        idempotency_ttl=settings.idempotency_ttl_seconds,
+        max_backlog=settings.max_backlog,
+        ack=AckPolicy.from_settings(settings),
     )
-    intake = Intake(
-        settings,
-        IntakeQueue(
-            client, keys, idempotency_ttl=settings.idempotency_ttl_seconds, max_backlog=settings.max_backlog
-        ),
-    )
+    intake = Intake(settings, queue)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await queue.check_durability()  # ACK_DURABILITY=fsync the server cannot give: no start
         yield
         await client.aclose()
 

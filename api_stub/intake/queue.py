@@ -4,6 +4,9 @@ Appends issued by concurrent requests in the same event-loop tick go to Redis to
 pipeline of Lua calls (still one call per submission, each atomic): under load many requests
 share one round trip instead of each paying its own.
 
+With ACK_DURABILITY `replica` or `fsync` the round trip ends with one WAIT (or WAITAOF) that
+every append in it shares; when it falls short, each of them is refused with `NotDurable`.
+
 Errors from redis-py become `QueueUnavailable`, answered as 503 with `Retry-After`.
 """
 
@@ -21,6 +24,7 @@ from hiredis import pack_command
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
 
+from worker.drain.durability import AckPolicy, fsync_policy, status, text_dict
 from worker.drain.registry import PetitionCard, card_from_hash
 from worker.drain.streams import lua, translated
 from worker.keys import Keys
@@ -47,8 +51,9 @@ class SharedRoundTrips:
     and sends those calls again: a refused EVALSHA ran nothing.
     """
 
-    def __init__(self, client: aioredis.Redis, source: str) -> None:
+    def __init__(self, client: aioredis.Redis, source: str, ack: AckPolicy | None = None) -> None:
         self._redis, self._source = client, source
+        self.ack = ack or AckPolicy()
         self._sha = hashlib.sha1(source.encode()).hexdigest()
         self._waiting: list[Call] = []
         self._flights: set[asyncio.Task[None]] = set()
@@ -92,17 +97,31 @@ class SharedRoundTrips:
         """Every call's EVALSHA in one write, then the replies in order, an error reply as its
         exception (`NoScriptError`, ...). What redis-py's pipeline did, without its per-command
         objects: hiredis packs all commands at once. A connection or timeout error is retried
-        by the client's `Retry` on a fresh connection, as the pipeline's was."""
-        packed = b"".join([pack_command(("EVALSHA", self._sha, len(k), *k, *a)) for k, a, _ in calls])
+        by the client's `Retry` on a fresh connection, as the pipeline's was.
+
+        The acknowledgement command (WAIT, WAITAOF) goes last, on the same connection (it
+        covers that connection's writes); when it falls short every successful reply becomes
+        `NotDurable`."""
+        commands = [pack_command(("EVALSHA", self._sha, len(k), *k, *a)) for k, a, _ in calls]
+        ack = self.ack.command()
+        if ack is not None:
+            commands.append(pack_command(ack))
         pool = self._redis.connection_pool
         conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             replies: list[Any] = await conn.retry.call_with_retry(
-                lambda: _exchange(conn, packed, len(calls)), lambda error: conn.disconnect(error=error)
+                lambda: _exchange(conn, b"".join(commands), len(commands)),
+                lambda error: conn.disconnect(error=error),
             )
-            return replies
         finally:
             await pool.release(conn)
+        if ack is None:
+            return replies
+        confirmation = replies.pop()
+        if self.ack.confirmed(confirmation):
+            return replies
+        refused = self.ack.refusal(confirmation)
+        return [r if isinstance(r, Exception) else refused for r in replies]
 
 
 async def _exchange(conn: AbstractConnection, packed: bytes, replies: int) -> list[Any]:
@@ -117,10 +136,18 @@ async def _exchange(conn: AbstractConnection, packed: bytes, replies: int) -> li
 
 
 class IntakeQueue:
-    def __init__(self, client: aioredis.Redis, keys: Keys, *, idempotency_ttl: int, max_backlog: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        *,
+        idempotency_ttl: int,
+        max_backlog: int,
+        ack: AckPolicy | None = None,
+    ) -> None:
         self._redis = client
         self._keys = keys
-        self._append = SharedRoundTrips(client, lua("append"))
+        self._append = SharedRoundTrips(client, lua("append"), ack)
         self._ttl = idempotency_ttl
         self._shard_limit = math.ceil(max_backlog / keys.shards) if max_backlog else 0
         self.on_unavailable: Callable[[], None] = lambda: None  # counts Redis errors
@@ -161,6 +188,31 @@ class IntakeQueue:
     async def ping(self) -> bool:
         with translated(self.on_unavailable):
             return bool(await self._redis.ping())
+
+    async def check_durability(self) -> None:
+        """Settle how `fsync` is confirmed on this server (WAITAOF, or `appendfsync always`);
+        raises `DurabilityUnsupported` when it cannot be. Run once at start."""
+        if self._append.ack.mode != "fsync":
+            return
+        with translated(self.on_unavailable):
+            server: Any = await self._redis.info("server")
+            config = await self._append_config()
+        self._append.ack = fsync_policy(self._append.ack, server, config)
+
+    async def durability(self) -> dict[str, Any]:
+        """The acknowledgement mode in force and whether it holds now (`durability.status`)."""
+        with translated(self.on_unavailable):
+            replication: Any = await self._redis.info("replication")
+            config = await self._append_config()
+        return status(self._append.ack, replication, config)
+
+    async def _append_config(self) -> dict[str, str]:
+        """CONFIG GET append* (appendonly, appendfsync); empty where CONFIG is disabled."""
+        try:
+            reply: Any = await self._redis.config_get("append*")
+        except ResponseError:
+            return {}
+        return text_dict(reply)
 
 
 def _digest(key: str) -> str:

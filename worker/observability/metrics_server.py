@@ -46,9 +46,7 @@ def host_registry(directory: str, settings: Settings) -> CollectorRegistry:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-    registry.register(
-        QueueCollector(redis_client(settings.redis_url), Keys(settings.key_prefix, settings.shards))
-    )
+    registry.register(QueueCollector(redis_client(settings), Keys(settings.key_prefix, settings.shards)))
     return registry
 
 
