@@ -11,9 +11,11 @@ worker, blocked mid-batch across the failover, commits what it held exactly once
 from __future__ import annotations
 
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +33,7 @@ from tests.faults.harness import (
     wait_drained,
 )
 from tests.faults.sentinel import MASTER, SentinelCluster
-from tests.helpers import backlog, read_invariant, wait_for
+from tests.helpers import Child, backlog, read_invariant, settings_env, start_worker, stop_process, wait_for
 from worker.runtime import Runtime
 from worker.settings import Settings
 
@@ -195,3 +197,32 @@ def test_a_replica_that_stops_replicating_turns_202s_into_503s_until_it_returns(
     # And took 202s again once it came back
     assert first_202_after(load, resumed_at) - resumed_at < RECOVERY_SECONDS
     assert_invariant(db, ha, load.receipts, logs)
+
+
+def test_beat_and_the_reminders_worker_carry_on_across_a_failover(
+    cluster: SentinelCluster, settings: Settings, db: DB, tmp_path: Path
+) -> None:
+    # Given beat (every second) and a reminders worker, both on the Celery broker through the
+    # Sentinels
+    s = through_sentinels(settings, cluster, "local").model_copy(update={"reminder_every": 1.0})
+    worker = start_worker(s, f"rf{uuid.uuid4().hex[:8]}", concurrency=1, queues="reminders")
+    beat = Child(
+        [sys.executable, "-m", "celery", "-A", "worker", "beat", "--schedule", str(tmp_path / "beat"),
+         "--loglevel", "INFO"],
+        env=settings_env(s),
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: worker.output().count("succeeded in") >= 2, timeout=60)
+        # When the primary is lost and the replica promoted
+        old = cluster.primary()
+        old.kill()
+        cluster.wait_promoted(old)
+        done_at_promotion = worker.output().count("succeeded in")
+        # Then runs keep being scheduled and run, with neither process restarted
+        wait_for(lambda: worker.output().count("succeeded in") >= done_at_promotion + 3, timeout=60)
+        assert beat.poll() is None and worker.poll() is None
+    finally:
+        beat_output = stop_process(beat)
+        worker_output = stop_process(worker)
+    assert "reminders.send_due" in beat_output, beat_output[-2000:]
