@@ -106,6 +106,12 @@ class SentinelNode:
         get = lambda k: int(info.get(k, info.get(k.encode(), 0)))  # noqa: E731
         return get("num-slaves") >= 1 and get("num-other-sentinels") >= 2
 
+    def failover(self) -> None:
+        """SENTINEL FAILOVER: promote a replica without waiting for the primary to fail (the
+        old primary is demoted and lives on as a replica)."""
+        with redis.Redis(port=self.port, socket_connect_timeout=0.3, socket_timeout=2) as client:
+            client.execute_command("SENTINEL", "FAILOVER", MASTER)
+
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()

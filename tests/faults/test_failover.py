@@ -30,9 +30,10 @@ from tests.faults.harness import (
     intake,
     petition_row_locked,
     stored_receipts,
+    unfinished_receipts,
     wait_drained,
 )
-from tests.faults.sentinel import MASTER, SentinelCluster
+from tests.faults.sentinel import MASTER, SentinelCluster, _in_sync
 from tests.helpers import Child, backlog, read_invariant, settings_env, start_worker, stop_process, wait_for
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -90,6 +91,14 @@ def first_202_after(load: Load, moment: float) -> float:
         for s, (sent, answered) in zip(load.statuses, load.spans, strict=True)
         if s == 202 and sent > moment
     )
+
+
+def what_is_left(db: DB, ha: Runtime, load: Load) -> str:
+    """Why a wait for the drain ended: the backlog and the receipts not stored."""
+    signed, rejected = stored_receipts(db)
+    missing = set(load.receipts) - set(signed + rejected)
+    unfinished = len(unfinished_receipts(ha) & missing)
+    return f"backlog {backlog(ha)}; {len(missing)} of {len(load.receipts)} unstored, {unfinished} in Redis"
 
 
 def lose_the_primary_under_load(
@@ -229,3 +238,39 @@ def test_beat_and_the_reminders_worker_carry_on_across_a_failover(
         beat_output = stop_process(beat)
         stop_process(worker)
     assert "reminders.send_due" in beat_output, beat_output[-2000:]
+
+
+def test_a_primary_demoted_while_alive_is_left_for_the_new_one(
+    cluster: SentinelCluster, settings: Settings, make_petition: PetitionFactory, db: DB
+) -> None:
+    """`SENTINEL FAILOVER`: the old primary lives on as a replica, so connections still open to
+    it get READONLY; they must be dropped for the new primary, not surface as errors."""
+    s = through_sentinels(settings, cluster, "replica")
+    ha = Runtime(s)
+    petition = make_petition()
+    load = Load()
+    worker = Worker(s, "d", concurrency=2)
+    try:
+        with intake(s) as client, Background(client, petition.id, load):
+            wait_for(lambda: len(load.receipts) >= 200, timeout=60)
+            old = cluster.primary()
+            # When the Sentinels hand the primary's role to the replica
+            cluster.sentinels[0].failover()
+            cluster.wait_promoted(old)
+            # (the Sentinels make the old primary a replica of the new one ~8 s later; until
+            # then `replica` has no replica to confirm and answers 503)
+            wait_for(lambda: _in_sync(old), timeout=60)
+            attached_at = time.monotonic()
+            accepted = len(load.receipts)
+            wait_for(lambda: len(load.receipts) >= accepted + 200, timeout=60)
+        try:
+            wait_drained(db, ha, load.receipts, timeout=60)
+        except AssertionError:
+            raise AssertionError(what_is_left(db, ha, load)) from None
+    finally:
+        logs = [worker.stop()]
+    # Then the intake and the worker moved to the new primary: 202s within seconds of it having
+    # a replica, every refusal a 503 with Retry-After, every accepted signature stored once
+    assert first_202_after(load, attached_at) - attached_at < RECOVERY_SECONDS
+    assert all(status == 503 and retry for status, retry in load.refused)
+    assert_invariant(db, ha, load.receipts, logs)

@@ -5,6 +5,7 @@ cannot give it."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,3 +151,47 @@ def test_fsync_mode_answers_202_on_a_server_that_fsyncs_always() -> None:
         assert ready["status"] == "ready" and ready["durability"]["mode"] == "fsync"
     finally:
         server.close()
+
+
+def test_a_retry_with_its_idempotency_key_waits_for_the_replica_like_the_first_attempt(
+    primary_and_replica: tuple[RedisNode, RedisNode],
+) -> None:
+    primary, replica = primary_and_replica
+    url = f"redis://127.0.0.1:{primary.port}/0"
+    keys = Keys("t:", 2)
+    publish_open_petition(url, keys)
+    ann = SignatureFields("ann@example.org", "Ann", idempotency_key="k-ann")
+    bob = SignatureFields("bob@example.org", "Bob", idempotency_key="k-bob")
+
+    async def scenario() -> tuple[Any, Any, Any, Any]:
+        warm, fresh = aioredis.Redis.from_url(url), aioredis.Redis.from_url(url)
+        policy = AckPolicy("replica", 1, 100)
+        on_warm = IntakeQueue(warm, keys, idempotency_ttl=60, max_backlog=0, ack=policy)
+        on_fresh = IntakeQueue(fresh, keys, idempotency_ttl=60, max_backlog=0, ack=policy)
+        try:
+            # Given a connection whose last write the replica confirmed
+            earlier = await on_warm.append(1, bob, "r-bob", 1, None)
+            # When the replica stops confirming, Ann's first attempt (another connection) is
+            # refused and she retries with her key on the warm connection
+            replica.signal(signal.SIGSTOP)
+            try:
+                first = await asyncio.gather(
+                    on_fresh.append(1, ann, "r-first", 1, None), return_exceptions=True
+                )
+                retry = await asyncio.gather(
+                    on_warm.append(1, ann, "r-retry", 1, None), return_exceptions=True
+                )
+            finally:
+                replica.signal(signal.SIGCONT)
+            again = await on_warm.append(1, ann, "r-again", 1, None)
+            return earlier, first[0], retry[0], again
+        finally:
+            await warm.aclose()
+            await fresh.aclose()
+
+    earlier, first, retry, again = asyncio.run(scenario())
+    assert earlier.status == "ok" and isinstance(first, NotDurable)
+    # Then the retry is refused too: its first attempt's append is still not on the replica
+    assert isinstance(retry, NotDurable)
+    # And once the replica is back, the retry gets the first attempt's receipt
+    assert again.status == "ok" and again.receipt == "r-first"
