@@ -266,7 +266,7 @@ def test_a_primary_demoted_while_alive_is_left_for_the_new_one(
         try:
             wait_drained(db, ha, load.receipts, timeout=60)
         except AssertionError:
-            raise AssertionError(what_is_left(db, ha, load)) from None
+            raise AssertionError(f"{what_is_left(db, ha, load)}\n{worker.output()[-6000:]}") from None
     finally:
         logs = [worker.stop()]
     # Then the intake and the worker moved to the new primary: 202s within seconds of it having
