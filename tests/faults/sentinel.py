@@ -151,7 +151,7 @@ class SentinelCluster:
         return next(n for n in self.nodes if n is not primary)
 
     def replica_in_sync(self) -> bool:
-        return all(_in_sync(node) for node in self.nodes[1:])
+        return all(in_sync(node) for node in self.nodes[1:])
 
     def wait_promoted(self, old: RedisNode, timeout: float = 30.0) -> float:
         """Wait until every Sentinel names a primary other than `old` and that node accepts
@@ -177,7 +177,8 @@ class SentinelCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _in_sync(node: RedisNode) -> bool:
+def in_sync(node: RedisNode) -> bool:
+    """This node is a replica with its link to the primary up."""
     try:
         with node.client() as client:
             info = client.info("replication")

@@ -33,7 +33,7 @@ from tests.faults.harness import (
     unfinished_receipts,
     wait_drained,
 )
-from tests.faults.sentinel import MASTER, SentinelCluster, _in_sync
+from tests.faults.sentinel import MASTER, SentinelCluster, in_sync
 from tests.helpers import Child, backlog, read_invariant, settings_env, start_worker, stop_process, wait_for
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -259,7 +259,7 @@ def test_a_primary_demoted_while_alive_is_left_for_the_new_one(
             cluster.wait_promoted(old)
             # (the Sentinels make the old primary a replica of the new one ~8 s later; until
             # then `replica` has no replica to confirm and answers 503)
-            wait_for(lambda: _in_sync(old), timeout=60)
+            wait_for(lambda: in_sync(old), timeout=60)
             attached_at = time.monotonic()
             accepted = len(load.receipts)
             wait_for(lambda: len(load.receipts) >= accepted + 200, timeout=60)

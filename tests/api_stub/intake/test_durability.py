@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from api_stub.app import create_app
 from api_stub.intake.queue import IntakeQueue
 from tests.faults.harness import PrivateRedis
-from tests.faults.sentinel import RedisNode, _in_sync
+from tests.faults.sentinel import RedisNode, in_sync
 from tests.helpers import wait_for
 from worker.drain.durability import AckPolicy, DurabilityUnsupported, NotDurable
 from worker.drain.registry import PetitionCard, Registry
@@ -39,7 +39,7 @@ def primary_and_replica() -> Iterator[tuple[RedisNode, RedisNode]]:
     try:
         primary.start()
         replica.start()
-        wait_for(lambda: _in_sync(replica), timeout=15)
+        wait_for(lambda: in_sync(replica), timeout=15)
         yield primary, replica
     finally:
         replica.kill()
