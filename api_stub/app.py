@@ -7,9 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -20,39 +17,31 @@ from api_stub.intake.queue import IntakeQueue
 from api_stub.metrics import observe
 from api_stub.pages.routes import with_pages
 from api_stub.pages.unsubscribe import unsubscribe_routes
+from worker.connections import async_redis_client
+from worker.drain.durability import AckPolicy
 from worker.keys import Keys
 from worker.settings import Settings
-
-# Retries a failed connect (nothing reached Redis) and idempotent reads; an append is sent once
-# whatever this says (`SharedRoundTrips._evalsha`): a lost reply may follow an append that ran.
-CONNECT_RETRY = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 2)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """The intake app. Settings are read from the environment when not given."""
     settings = settings or Settings.from_env()
     keys = Keys(settings.key_prefix, settings.shards)
-    client = aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=1,
-        socket_timeout=5,
-        max_connections=256,
-        retry=CONNECT_RETRY,
+    client = async_redis_client(settings)
+    queue = IntakeQueue(
+        client,
+        keys,
+        idempotency_ttl=settings.idempotency_ttl_seconds,
+        max_backlog=settings.max_backlog,
+        idempotency_max_keys=settings.idempotency_max_keys,
+        memory_headroom=settings.redis_memory_headroom,
+        ack=AckPolicy.from_settings(settings),
     )
-    intake = Intake(
-        settings,
-        IntakeQueue(
-            client,
-            keys,
-            idempotency_ttl=settings.idempotency_ttl_seconds,
-            max_backlog=settings.max_backlog,
-            idempotency_max_keys=settings.idempotency_max_keys,
-            memory_headroom=settings.redis_memory_headroom,
-        ),
-    )
+    intake = Intake(settings, queue)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await queue.check_durability()  # ACK_DURABILITY=fsync the server cannot give: no start
         yield
         await client.aclose()
 

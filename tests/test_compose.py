@@ -111,3 +111,33 @@ def test_the_api_healthcheck_is_valid_python_against_readyz() -> None:
     assert test[:3] == ["CMD", "python", "-c"]
     compile(test[3], "healthcheck", "exec")
     assert "/readyz" in test[3]
+
+
+HA = ROOT / "docker-compose.ha.yml"
+
+
+def test_the_high_availability_file_follows_the_compose_specification() -> None:
+    done = validate(HA)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_high_availability_file_adds_a_replica_and_three_sentinels_with_a_quorum_of_two() -> None:
+    services = YAML(typ="safe").load(HA.read_text())["services"]
+    replica = services["redis-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1 :] == ["redis", "6379"]
+    sentinels = [name for name in services if name.startswith("sentinel-")]
+    assert len(sentinels) == 3
+    for name in sentinels:
+        script = services[name]["command"][-1]
+        assert "sentinel monitor sigingest redis 6379 2" in script and "--sentinel" in script
+
+
+def test_every_app_service_finds_redis_through_the_sentinels_of_the_high_availability_file() -> None:
+    ha = YAML(typ="safe").load(HA.read_text())["services"]
+    known = {name.upper() for name in Settings.model_fields}
+    for name in APP_SERVICES:
+        env = ha[name]["environment"]
+        assert set(env) <= known, (name, set(env) - known)
+        hosts = [entry.split(":")[0] for entry in env["REDIS_SENTINELS"].split(",")]
+        assert sorted(hosts) == sorted(n for n in ha if n.startswith("sentinel-"))
+        assert env["REDIS_SENTINEL_MASTER"] == "sigingest"

@@ -34,7 +34,7 @@ class Runtime:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis_client(self.settings.redis_url)
+        return redis_client(self.settings)
 
     @cached_property
     def engine(self) -> Engine:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,7 +35,11 @@ class Settings(BaseSettings):
     # Where things live
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "postgresql://127.0.0.1:5432/postgres"
-    celery_broker_url: str = ""  # defaults to REDIS_URL
+    celery_broker_url: str = ""  # defaults to REDIS_URL (or the Sentinels, when set)
+    # High availability: with Sentinels every client asks them for the primary and follows a
+    # failover; REDIS_URL then gives only the database number and password.
+    redis_sentinels: str = ""  # comma-separated host:port
+    redis_sentinel_master: str = ""  # the service name the Sentinels monitor
     key_prefix: str = "sig:"
 
     # Streams and batching
@@ -58,6 +63,12 @@ class Settings(BaseSettings):
     # Share of Redis's maxmemory the intake leaves free for the workers (503 backlog_full past
     # it): draining needs a few writes, which a full Redis refuses. 0 = off.
     redis_memory_headroom: float = Field(0.1, ge=0, lt=1)
+
+    # When the intake answers 202: `local` once the primary has the append; `replica` once
+    # ACK_REPLICAS replicas have it too (WAIT); `fsync` once it is on the primary's disk.
+    ack_durability: Literal["local", "replica", "fsync"] = "local"
+    ack_replicas: int = Field(1, ge=1, le=16)
+    ack_timeout_ms: int = Field(250, ge=1, le=10_000)
 
     # Email checks
     check_deliverability: bool = False
@@ -194,6 +205,18 @@ class Settings(BaseSettings):
         """TRUSTED_PROXY_HEADER lowercased ("" when unset)."""
         return self.trusted_proxy_header.strip().lower()
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_host_ports(cls, value: str) -> str:
+        _parse_sentinels(value)  # refuse a bad REDIS_SENTINELS at start, naming the entry
+        return value
+
+    @model_validator(mode="after")
+    def _sentinels_name_their_master(self) -> Settings:
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the monitored service name)")
+        return self
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from `environ` (default: the process environment) plus overrides."""
@@ -214,8 +237,27 @@ class Settings(BaseSettings):
         return "postgresql://" + self.database_url.split("://", 1)[1]
 
     @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs; empty without Sentinels."""
+        return _parse_sentinels(self.redis_sentinels)
+
+    @property
     def broker_url(self) -> str:
-        return self.celery_broker_url or self.redis_url
+        """CELERY_BROKER_URL, else kombu's `sentinel://` list with REDIS_URL's password and
+        database when Sentinels are set, else REDIS_URL."""
+        if self.celery_broker_url or not self.sentinels:
+            return self.celery_broker_url or self.redis_url
+        parts = urlsplit(self.redis_url)
+        auth = f":{parts.password}@" if parts.password else ""
+        db = parts.path.lstrip("/") or "0"
+        return ";".join(f"sentinel://{auth}{host}:{port}/{db}" for host, port in self.sentinels)
+
+    @property
+    def broker_transport_options(self) -> dict[str, Any]:
+        """What kombu's Sentinel transport needs beside the URL (nothing for plain Redis)."""
+        if self.celery_broker_url or not self.sentinels:
+            return {}
+        return {"master_name": self.redis_sentinel_master}
 
 
 def settings_error(exc: Exception) -> str:
@@ -228,3 +270,13 @@ def settings_error(exc: Exception) -> str:
             for error in exc.errors()
         )
     return str(exc)
+
+
+def _parse_sentinels(value: str) -> list[tuple[str, int]]:
+    found = []
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"REDIS_SENTINELS entry {entry!r} is not host:port")
+        found.append((host.strip("[]"), int(port)))
+    return found

@@ -130,8 +130,12 @@ class Intake:
         return json_response({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        await self.queue.ping()
-        return json_response({"status": "ready"})
+        """Ready when Redis answers and the acknowledgement durability holds (enough replicas
+        keeping up under `replica`); the body says which mode is in force and its state."""
+        durability = await self.queue.durability()
+        if not durability["holds"]:
+            return json_response({"status": "degraded", "durability": durability}, 503, {"Retry-After": "1"})
+        return json_response({"status": "ready", "durability": durability})
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -4,6 +4,9 @@ Appends issued by concurrent requests in the same event-loop tick go to Redis to
 pipeline of Lua calls (still one call per submission, each atomic): under load many requests
 share one round trip instead of each paying its own.
 
+With ACK_DURABILITY `replica` or `fsync` the round trip ends with one WAIT (or WAITAOF) that
+every append in it shares; when it falls short, each of them is refused with `NotDurable`.
+
 Errors from redis-py become `QueueUnavailable`, answered as 503 with `Retry-After`.
 """
 
@@ -23,6 +26,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError, ResponseError
 
 from api_stub.intake.memory import MemoryGuard
+from worker.drain.durability import AckPolicy, fsync_policy, status, text_dict
 from worker.drain.registry import PetitionCard, card_from_hash
 from worker.drain.streams import lua, translated
 from worker.keys import Keys
@@ -49,8 +53,9 @@ class SharedRoundTrips:
     and sends those calls again: a refused EVALSHA ran nothing.
     """
 
-    def __init__(self, client: aioredis.Redis, source: str) -> None:
+    def __init__(self, client: aioredis.Redis, source: str, ack: AckPolicy | None = None) -> None:
         self._redis, self._source = client, source
+        self.ack = ack or AckPolicy()
         self._sha = hashlib.sha1(source.encode()).hexdigest()
         self._waiting: list[Call] = []
         self._flights: set[asyncio.Task[None]] = set()
@@ -99,17 +104,31 @@ class SharedRoundTrips:
         pool replaces a connection the server closed): until then nothing reached Redis. A
         timeout or a dropped connection after the write may follow appends that ran, so it is
         raised (503, `Retry-After`), never sent again: the signer's retry with the same
-        idempotency key gets the first receipt, and one without a key is the same person."""
-        packed = b"".join([pack_command(("EVALSHA", self._sha, len(k), *k, *a)) for k, a, _ in calls])
+        idempotency key gets the first receipt, and one without a key is the same person.
+
+        The acknowledgement command (WAIT, WAITAOF) goes last, on the same connection (it
+        covers that connection's writes); when it falls short every successful reply becomes
+        `NotDurable`."""
+        commands = [pack_command(("EVALSHA", self._sha, len(k), *k, *a)) for k, a, _ in calls]
+        ack = self.ack.command()
+        if ack is not None:
+            commands.append(pack_command(ack))
         pool = self._redis.connection_pool
         conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            return await _exchange(conn, packed, len(calls))
+            replies: list[Any] = await _exchange(conn, b"".join(commands), len(commands))
         except BaseException:
             await conn.disconnect()  # its replies may still arrive: never reuse it
             raise
         finally:
             await pool.release(conn)
+        if ack is None:
+            return replies
+        confirmation = replies.pop()
+        if self.ack.confirmed(confirmation):
+            return replies
+        refused = self.ack.refusal(confirmation)
+        return [r if isinstance(r, Exception) else refused for r in replies]
 
 
 async def _exchange(conn: AbstractConnection, packed: bytes, replies: int) -> list[Any]:
@@ -133,10 +152,11 @@ class IntakeQueue:
         max_backlog: int,
         idempotency_max_keys: int = 0,
         memory_headroom: float = 0.0,
+        ack: AckPolicy | None = None,
     ) -> None:
         self._redis = client
         self._keys = keys
-        self._append = SharedRoundTrips(client, lua("append"))
+        self._append = SharedRoundTrips(client, lua("append"), ack)
         self._ttl = idempotency_ttl
         self._max_keys = idempotency_max_keys
         self._shard_limit = math.ceil(max_backlog / keys.shards) if max_backlog else 0
@@ -187,6 +207,31 @@ class IntakeQueue:
     async def ping(self) -> bool:
         with translated(self.on_unavailable):
             return bool(await self._redis.ping())
+
+    async def check_durability(self) -> None:
+        """Settle how `fsync` is confirmed on this server (WAITAOF, or `appendfsync always`);
+        raises `DurabilityUnsupported` when it cannot be. Run once at start."""
+        if self._append.ack.mode != "fsync":
+            return
+        with translated(self.on_unavailable):
+            server: Any = await self._redis.info("server")
+            config = await self._append_config()
+        self._append.ack = fsync_policy(self._append.ack, server, config)
+
+    async def durability(self) -> dict[str, Any]:
+        """The acknowledgement mode in force and whether it holds now (`durability.status`)."""
+        with translated(self.on_unavailable):
+            replication: Any = await self._redis.info("replication")
+            config = await self._append_config()
+        return status(self._append.ack, replication, config)
+
+    async def _append_config(self) -> dict[str, str]:
+        """CONFIG GET append* (appendonly, appendfsync); empty where CONFIG is disabled."""
+        try:
+            reply: Any = await self._redis.config_get("append*")
+        except ResponseError:
+            return {}
+        return text_dict(reply)
 
 
 def fingerprint(petition_id: int, fields: SignatureFields) -> str:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from itertools import accumulate
 from time import perf_counter
 
-import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -26,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api_stub.metrics.tallies import RouteTally, Tallies, summed
 from api_stub.metrics.tally_files import TallyFiles
+from worker.connections import redis_client
 from worker.keys import Keys
 from worker.observability import metrics as m
 from worker.observability.access import bearer_allowed
@@ -105,7 +105,7 @@ def scrape_registry(settings: Settings, metrics: IntakeMetrics, keys: Keys) -> C
     """What `/metrics` serves: the intake's metrics plus the queue figures read from Redis at
     scrape time."""
     registry = metrics.registry
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2)
+    client = redis_client(settings, connect_timeout=1, timeout=2)
     registry.register(QueueCollector(client, keys, cache_seconds=settings.metrics_cache_seconds))
     return registry
 

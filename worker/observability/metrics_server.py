@@ -55,7 +55,7 @@ def host_registry(directory: str, settings: Settings) -> CollectorRegistry:
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     keys = Keys(settings.key_prefix, settings.shards)
     registry.register(
-        QueueCollector(redis_client(settings.redis_url), keys, cache_seconds=settings.metrics_cache_seconds)
+        QueueCollector(redis_client(settings), keys, cache_seconds=settings.metrics_cache_seconds)
     )
     return registry
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import redis
 
+from worker.drain import durability
+from worker.drain.durability import AckPolicy
 from worker.drain.registry import card_from_hash
 from worker.drain.streams import translated
 from worker.keys import Keys
@@ -43,6 +45,7 @@ class Stats:
     rejected: dict[str, int] = field(default_factory=dict)
     petitions: list[PetitionActivity] = field(default_factory=list)
     suspicious: SuspiciousReport | None = None  # the last hourly report (worker/integrity)
+    durability: dict[str, Any] = field(default_factory=dict)  # ACK_DURABILITY and whether it holds
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +61,7 @@ class Stats:
             },
             "petitions": [p.__dict__ for p in self.petitions],
             "suspicious": [asdict(f) for f in self.suspicious.findings] if self.suspicious else [],
+            "durability": self.durability,
         }
 
 
@@ -84,9 +88,12 @@ def top_recent(buckets: list[dict[bytes, bytes]], top: int = TOP_PETITIONS) -> l
     return sorted(total.items(), key=lambda item: (-item[1], item[0]))[:top]
 
 
-def gather(client: redis.Redis, keys: Keys, now: float, top: int = TOP_PETITIONS) -> Stats:
+def gather(
+    client: redis.Redis, keys: Keys, now: float, top: int = TOP_PETITIONS, ack: AckPolicy | None = None
+) -> Stats:
     """Everything `sigingest stats` shows, as of `now` (epoch seconds). Raises `QueueUnavailable`."""
     stats = Stats(shard_stats(client, keys), dead_letters_waiting=dead_letters(client, keys))
+    stats.durability = durability.current(client, ack or AckPolicy())
     stats.suspicious = latest_report(client, keys)
     second = int(now)
     with translated():

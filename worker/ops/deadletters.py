@@ -98,7 +98,7 @@ def _dead_letter(entry_id: bytes | str, fields: dict[bytes, bytes]) -> DeadLette
 def cmd_deadletters(args: argparse.Namespace, settings: Settings) -> int:
     from worker.connections import redis_client
 
-    client = redis_client(settings.redis_url)
+    client = redis_client(settings)
     letters = DeadLetters(client, Keys(settings.key_prefix, settings.shards))
     try:
         if args.action == "list":

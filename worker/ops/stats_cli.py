@@ -12,6 +12,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from worker.drain.durability import AckPolicy
 from worker.errors import QueueUnavailable
 from worker.keys import Keys
 from worker.observability.stats import Stats, gather
@@ -67,15 +68,26 @@ def render(stats: Stats) -> Group:
         source = "hashed IP" if f.kind == "ip" else "email domain"
         row = (str(f.petition_id), source, f.value, f"{f.signatures:,}", f"{f.total:,}", f"{f.share:.0%}")
         suspicious.add_row(*row)
-    return Group(shards, totals, petitions, suspicious)
+    return Group(shards, totals, petitions, suspicious, _durability(stats.durability))
+
+
+def _durability(found: dict[str, object]) -> Table:
+    """The acknowledgement mode in force, whether it holds, the replicas and their lag."""
+    table = Table(title="acknowledgement durability", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for name, value in found.items():
+        table.add_row(name.replace("_", " "), "-" if value is None else str(value))
+    return table
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from worker.connections import redis_client
 
-    client = redis_client(settings.redis_url)
+    client = redis_client(settings)
     keys = Keys(settings.key_prefix, settings.shards)
-    return show(lambda: gather(client, keys, time.time()), args, Console())
+    ack = AckPolicy.from_settings(settings)
+    return show(lambda: gather(client, keys, time.time(), ack=ack), args, Console())
 
 
 def show(read: Callable[[], Stats], args: argparse.Namespace, console: Console) -> int:

@@ -22,6 +22,8 @@ settings = Settings.from_env()
 
 app = Celery("worker", broker=settings.broker_url)
 app.conf.update(
+    # Through the Sentinels, when REDIS_SENTINELS is set: kombu follows a failover itself.
+    broker_transport_options=settings.broker_transport_options,
     task_default_queue=INGEST_QUEUE,
     task_queues=None,
     task_create_missing_queues=True,

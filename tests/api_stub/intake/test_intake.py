@@ -244,7 +244,9 @@ def test_get_petition_shows_the_live_count_and_the_call_to_action(
 
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["durability"]["mode"] == "local" and ready["durability"]["holds"] is True
 
 
 def test_idempotency_keys_past_the_cap_are_not_remembered_and_signatures_still_queue(

@@ -138,6 +138,9 @@ def test_stats_human_table_names_every_figure(rt: Runtime) -> None:
         "persisted",
         "duplicates",
         "busiest petitions",
+        "acknowledgement durability",
+        "holds",
+        "replicas connected",
     ):
         assert heading in text
 
@@ -186,8 +189,12 @@ def test_the_sigingest_stats_command_reads_the_configured_redis(
     client.post(f"/petitions/{petition.id}/signatures", json={"email": "c@example.org", "name": "C"})
     for name in ("REDIS_URL", "KEY_PREFIX", "SHARDS", "DATABASE_URL"):
         monkeypatch.setenv(name, str(getattr(settings, name.lower())))
+    monkeypatch.setenv("ACK_DURABILITY", "replica")
     assert main(["stats", "--json"]) == 0
-    assert orjson.loads(capsys.readouterr().out)["totals"]["accepted"] == 1
+    shown = orjson.loads(capsys.readouterr().out)
+    assert shown["totals"]["accepted"] == 1
+    # The shared test Redis has no replica: the mode in force is named, and it does not hold
+    assert shown["durability"]["mode"] == "replica" and shown["durability"]["holds"] is False
     assert main(["stats", "--watch", "--json", "--interval", "0.01", "--count", "2"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["stats"]) == 0

@@ -68,6 +68,8 @@ def test_lag_counts_from_the_first_entry_before_any_worker_created_the_group(
 
 def test_the_collector_reports_redis_down_instead_of_stale_figures(rt: Runtime) -> None:
     registry = CollectorRegistry()
-    registry.register(QueueCollector(redis_client("redis://127.0.0.1:1/0"), rt.keys))
+    registry.register(
+        QueueCollector(redis_client(Settings.from_env({}, redis_url="redis://127.0.0.1:1/0")), rt.keys)
+    )
     assert registry.get_sample_value(m.QUEUE_UP) == 0
     assert registry.get_sample_value(m.QUEUE_LAG, {"shard": "0"}) is None
