@@ -26,8 +26,8 @@ def lua(name: str) -> str:
 
 @contextmanager
 def translated(on_unavailable: Callable[[], None] = lambda: None) -> Iterator[None]:
-    """Redis unreachable, loading, or refusing writes (out of memory under `noeviction`, a failed
-    save) becomes `QueueUnavailable`: retry later. `on_unavailable` counts it (intake metrics)."""
+    """Redis unreachable, loading, refusing writes (out of memory under `noeviction`, a failed
+    save, a demoted primary) or ending a blocked read becomes `QueueUnavailable`: retry later. `on_unavailable` counts it (intake metrics)."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as exc:
@@ -38,7 +38,8 @@ def translated(on_unavailable: Callable[[], None] = lambda: None) -> Iterator[No
         on_unavailable()
         raise QueueUnavailable(f"{type(exc).__name__}: {str(exc)[:80]}") from None
     except redis.ResponseError as exc:
-        if str(exc).startswith(("OOM", "MISCONF", "LOADING")):
+        # UNBLOCKED: a blocking read ended by the server, as when a failover demotes it.
+        if str(exc).startswith(("OOM", "MISCONF", "LOADING", "UNBLOCKED")):
             on_unavailable()
             raise QueueUnavailable(str(exc)[:80]) from None
         raise
