@@ -27,7 +27,8 @@ def lua(name: str) -> str:
 @contextmanager
 def translated(on_unavailable: Callable[[], None] = lambda: None) -> Iterator[None]:
     """Redis unreachable, loading, refusing writes (out of memory under `noeviction`, a failed
-    save, a demoted primary) or ending a blocked read becomes `QueueUnavailable`: retry later. `on_unavailable` counts it (intake metrics)."""
+    save, a demoted primary) or ending a blocked read becomes `QueueUnavailable`: retry later.
+    `on_unavailable` counts it (intake metrics)."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as exc:
