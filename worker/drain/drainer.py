@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from worker.drain.registry import Registry
 from worker.drain.store import BatchOutcome, SignatureStore
 from worker.drain.streams import SignatureStreams
-from worker.errors import BatchRejected, RetryLater
+from worker.errors import BatchRejected, QueueUnavailable, RetryLater
 from worker.pipeline.emails import EmailChecker
 from worker.pipeline.entry import Entry
 from worker.pipeline.plan import Poison, Row, plan_batch
@@ -95,6 +95,8 @@ class Drainer:
                 self._failures = 0
             except RetryLater as exc:
                 self._failures += 1
+                if isinstance(exc, QueueUnavailable):
+                    self._groups_ready = False  # Redis may have come back empty, or be another server
                 if self._on_retry:
                     self._on_retry(exc)
                 pause = min(self.config.retry_max_seconds, 0.25 * 2 ** min(self._failures, 10))

@@ -40,7 +40,9 @@ def translated(on_unavailable: Callable[[], None] = lambda: None) -> Iterator[No
         raise QueueUnavailable(f"{type(exc).__name__}: {str(exc)[:80]}") from None
     except redis.ResponseError as exc:
         # UNBLOCKED: a blocking read ended by the server, as when a failover demotes it.
-        if str(exc).startswith(("OOM", "MISCONF", "LOADING", "UNBLOCKED")):
+        # NOGROUP: the streams are gone (a Redis that restarted empty, or a demoted primary still
+        # answering reads while it resyncs); the drainer creates them again before its next read.
+        if str(exc).startswith(("OOM", "MISCONF", "LOADING", "UNBLOCKED", "NOGROUP")):
             on_unavailable()
             raise QueueUnavailable(str(exc)[:80]) from None
         raise

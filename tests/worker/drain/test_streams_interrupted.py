@@ -1,6 +1,7 @@
-"""A blocked stream read that the server ends (a failover demoting the primary unblocks every
-blocked client with an UNBLOCKED error) means "retry later", not an error that ends the drain
-task and leaves its slot idle until the watchdog notices."""
+"""Streams interrupted under a drainer (a blocked read the server ends with UNBLOCKED, as a
+failover's demotion does; streams gone, as after a restart or on a demoted primary that
+resyncs) mean "retry later", not an error that ends the drain task and leaves its slot idle
+until the watchdog notices."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import redis
 from worker.drain.streams import SignatureStreams
 from worker.errors import QueueUnavailable
 from worker.keys import Keys
+from worker.pipeline.entry import encode
+from worker.pipeline.fields import SignatureFields
+from worker.runtime import Runtime
 
 
 def test_a_blocked_read_ended_by_the_server_becomes_queue_unavailable(redis_url: str, keys: Keys) -> None:
@@ -48,3 +52,20 @@ def test_a_blocked_read_ended_by_the_server_becomes_queue_unavailable(redis_url:
         raise raised[0]
     client.close()
     admin.close()
+
+
+def test_streams_gone_from_under_a_drainer_are_made_again_and_it_drains_on(rt: Runtime) -> None:
+    # Given a drainer that has read from its streams once
+    drainer = rt.drainer
+    drainer.run_until(time.monotonic() + 0.2)
+    # When the streams and their group vanish (Redis restarted empty, or the drainer's connection
+    # still reads from a demoted primary while it resyncs) and a signature arrives after
+    rt.redis.delete(*rt.keys.streams())
+    drainer._next_claim = 0.0  # a claim is due: XPENDING meets the missing group first
+    payload = encode("r1", 1, 1_790_000_000_000, None, SignatureFields("a@example.org", "A"))
+    # Then the drainer backs off instead of failing, makes the group again and reads on
+    drainer.run_until(time.monotonic() + 0.2)
+    rt.redis.xadd(rt.keys.stream(0), {"s": payload})
+    drainer.run_until(time.monotonic() + 3.0)
+    assert rt.redis.xinfo_groups(rt.keys.stream(0))[0]["pending"] == 0
+    assert rt.redis.xinfo_groups(rt.keys.stream(0))[0]["entries-read"] == 1
