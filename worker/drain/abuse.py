@@ -4,7 +4,9 @@
 them with `state = 'fraudulent'` where `worker.pipeline.abuse` says so. The windows are sets of
 receipts (`Keys.abuse_window`: a sorted set, or a string while a window holds one), so counting
 is idempotent: an entry redelivered after a crash, or a batch retried after PostgreSQL refused
-it, sees the same counts as the first time.
+it, sees the same counts as the first time. One petition keeps at most `windows_per_petition`
+windows (`Keys.abuse_index`); past it the least recently used go, so made-up addresses cannot
+grow Redis without bound.
 """
 
 from __future__ import annotations
@@ -54,9 +56,12 @@ class AbuseGuard:
     """Marks a batch's rows fraudulent by the policy. Raises `QueueUnavailable` (retry later)
     when Redis does not answer: the batch is then not written."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, policy: AbusePolicy) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, policy: AbusePolicy, *, windows_per_petition: int = 100_000
+    ) -> None:
         self._keys = keys
         self.policy = policy
+        self._windows_per_petition = windows_per_petition
         self._windows = client.register_script(lua("abuse_windows"))
 
     def __call__(self, rows: list[Row]) -> list[Row]:
@@ -85,8 +90,10 @@ class AbuseGuard:
         burst, sustained = self.policy.burst.seconds, self.policy.sustained.seconds
         singles = [key for key, group in groups.items() if len(group) == 1]
         others = [key for key, group in groups.items() if len(group) > 1]
-        args: list[Any] = [burst * 1000, sustained * 1000, 2 * max(burst, sustained) + TTL_GRACE_SECONDS]
+        ttl = 2 * max(burst, sustained) + TTL_GRACE_SECONDS
+        args: list[Any] = [burst * 1000, sustained * 1000, ttl, self._windows_per_petition, len(groups)]
         args.append(len(singles))
+        indexes = [self._keys.abuse_index(p) for p in sorted({row.petition_id for row in rows})]
         order: list[str] = []
         millis: dict[datetime, int] = {}  # the rows of a spike share their accepted-at
         for key in singles:
@@ -101,7 +108,7 @@ class AbuseGuard:
                 order.append(row.receipt)
         with translated():
             try:
-                reply: Any = self._windows(keys=singles + others, args=args)
+                reply: Any = self._windows(keys=singles + others + indexes, args=args)
             except redis.ResponseError as exc:  # out of memory, read-only replica: try again later
                 raise QueueUnavailable(f"abuse windows: {str(exc)[:80]}") from None
         return {
