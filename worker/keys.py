@@ -102,9 +102,9 @@ class Keys:
         return f"{self.prefix}abuse:{int(petition_id)}:{ip_hash}"
 
     def abuse_index(self, petition_id: int) -> str:
-        """Sorted set: the IP hashes of one petition's abuse windows, by latest accepted-at (ms);
-        past RATE_WINDOWS_PER_PETITION the least recently used windows go. The Lua script derives
-        it from a window's key (the last part replaced): keep the two spellings alike."""
+        """Sorted set: the keys of one petition's abuse windows, by the newest accepted-at (ms) of
+        the last batch that used each; past RATE_WINDOWS_PER_PETITION the least recently used
+        windows go. "recent" is no hex digest, so it never names a window."""
         return f"{self.prefix}abuse:{int(petition_id)}:recent"
 
     def abuse_windows(self, windows: list[tuple[int, str]]) -> list[str]:

@@ -88,12 +88,11 @@ class AbuseGuard:
             else:
                 group.append(row)
         burst, sustained = self.policy.burst.seconds, self.policy.sustained.seconds
-        singles = [key for key, group in groups.items() if len(group) == 1]
-        others = [key for key, group in groups.items() if len(group) > 1]
+        petitions, singles, others, layout = _by_petition(groups)
         ttl = 2 * max(burst, sustained) + TTL_GRACE_SECONDS
         args: list[Any] = [burst * 1000, sustained * 1000, ttl, self._windows_per_petition, len(groups)]
-        args.append(len(singles))
-        indexes = [self._keys.abuse_index(p) for p in sorted({row.petition_id for row in rows})]
+        args += (0, len(petitions), *layout, len(singles))  # 0: the batch's newest ms, set below
+        indexes = [self._keys.abuse_index(p) for p in petitions]
         order: list[str] = []
         millis: dict[datetime, int] = {}  # the rows of a spike share their accepted-at
         for key in singles:
@@ -106,6 +105,7 @@ class AbuseGuard:
             for row in group:
                 args += (row.receipt, millis.get(row.accepted_at) or _ms(row.accepted_at, millis))
                 order.append(row.receipt)
+        args[5] = max(millis.values())
         with translated():
             try:
                 reply: Any = self._windows(keys=singles + others + indexes, args=args)
@@ -115,6 +115,20 @@ class AbuseGuard:
             order[int(reply[n]) - 1]: PriorCounts(int(reply[n + 1]), int(reply[n + 2]))
             for n in range(0, len(reply), 3)
         }
+
+
+def _by_petition(groups: dict[str, list[Row]]) -> tuple[list[int], list[str], list[str], list[int]]:
+    """The batch's petitions; its one-member windows and its other windows, each in petition
+    order; and per petition how many of each (the script indexes a petition's windows together)."""
+    singles_of: dict[int, list[str]] = {}
+    others_of: dict[int, list[str]] = {}
+    for key, group in groups.items():
+        (singles_of if len(group) == 1 else others_of).setdefault(group[0].petition_id, []).append(key)
+    petitions = sorted(singles_of.keys() | others_of.keys())
+    singles = [key for p in petitions for key in singles_of.get(p, ())]
+    others = [key for p in petitions for key in others_of.get(p, ())]
+    layout = [n for p in petitions for n in (len(singles_of.get(p, ())), len(others_of.get(p, ())))]
+    return petitions, singles, others, layout
 
 
 def _ms(accepted_at: datetime, millis: dict[datetime, int]) -> int:
