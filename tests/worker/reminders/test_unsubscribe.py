@@ -108,6 +108,12 @@ def test_any_change_to_a_token_breaks_it(delivery_id: int, junk: str) -> None:
             assert read_token(SECRET, altered) is None
 
 
+@given(st.text(max_size=200))
+def test_any_text_is_read_as_no_one_without_raising(text: str) -> None:
+    assert read_token(SECRET, text) is None
+    assert read_token(SECRET, f"41.{text}") is None and read_token(SECRET, f"{text}.{text}") is None
+
+
 def test_get_shows_a_confirmation_and_changes_nothing(client: TestClient, pending: PendingReader) -> None:
     token = make_token(SECRET, 41)
     answer = client.get(f"/unsubscribe/{token}")
