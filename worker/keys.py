@@ -101,6 +101,12 @@ class Keys:
             ip_hash = hashlib.sha256(ip_hash.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         return f"{self.prefix}abuse:{int(petition_id)}:{ip_hash}"
 
+    def abuse_index(self, petition_id: int) -> str:
+        """Sorted set: the keys of one petition's abuse windows, by the newest accepted-at (ms) of
+        the last batch that used each; past RATE_WINDOWS_PER_PETITION the least recently used
+        windows go. "recent" is no hex digest, so it never names a window."""
+        return f"{self.prefix}abuse:{int(petition_id)}:recent"
+
     def abuse_windows(self, windows: list[tuple[int, str]]) -> list[str]:
         """`abuse_window` of each (petition id, IP hash), the hashes checked in one regex call
         (a batch has thousands)."""

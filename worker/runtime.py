@@ -75,8 +75,12 @@ class Runtime:
             consumer=f"{socket.gethostname()}:{os.getpid()}",
             on_batch=observer.on_batch,
             on_retry=observer.on_retry,
-            abuse=AbuseGuard(self.redis, self.keys, policy_from_settings(s)) if s.abuse_checks else None,
+            abuse=self._abuse_guard(s) if s.abuse_checks else None,
         )
+
+    def _abuse_guard(self, s: Settings) -> AbuseGuard:
+        policy = policy_from_settings(s)
+        return AbuseGuard(self.redis, self.keys, policy, windows_per_petition=s.rate_windows_per_petition)
 
 
 _runtimes: dict[int, Runtime] = {}

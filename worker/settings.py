@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     rate_burst_seconds: int = Field(60, ge=1)
     rate_sustained_limit: int = Field(5, ge=0)  # 0 switches a limit off
     rate_sustained_seconds: int = Field(300, ge=1)
+    # Rate windows (one per hashed IP) kept per petition; past it the least recently used go
+    rate_windows_per_petition: int = Field(100_000, ge=1)
     allowed_ips: str = ""  # comma-separated IPs or small CIDRs, hashed with IP_HASH_SECRET
     allowed_domains: str = ""  # comma-separated; subdomains included
     blocked_domains: str = ""

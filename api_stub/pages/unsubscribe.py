@@ -2,9 +2,10 @@
 `POST` (the form, or a mail client's RFC 8058 one-click `List-Unsubscribe=One-Click`) records it.
 
 Like the rest of the intake this touches only Redis: the unsubscribe goes into a hash
-(canonical email -> time) that the reminders task moves into PostgreSQL's `unsubscribes` at the
-start of every run, and checks again before every send. A forged or altered token gets 400 and
-nothing is written. A GET never unsubscribes (mail scanners follow links).
+(`delivery:<id>` -> time; an old link's canonical email -> time) that the reminders task resolves
+to people and moves into PostgreSQL's `unsubscribes` at the start of every run and before every
+send. The intake never learns the address, so its pages never show one. A forged or altered token
+gets 400 and nothing is written. A GET never unsubscribes (mail scanners follow links).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.routing import Route
 from worker.drain.streams import translated
 from worker.errors import QueueUnavailable
 from worker.keys import Keys
-from worker.reminders.tokens import read_token
+from worker.reminders.tokens import pending_field, read_token
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -40,21 +41,22 @@ class Unsubscribes:
         self._keys = keys
 
     async def handle(self, request: Request) -> Response:
-        email = read_token(self._secret, request.path_params["token"], self._previous)
-        if email is None:
+        who = read_token(self._secret, request.path_params["token"], self._previous)
+        if who is None:
             return page("This link is not valid", "<p>Please use the link from the email as it is.</p>", 400)
         if request.method == "GET":
-            return self._confirmation(email)
+            return self._confirmation()
+        now_ms = time.time_ns() // 1_000_000
         try:
             with translated():
-                await self._redis.hsetnx(self._keys.pending_unsubscribes, email, time.time_ns() // 1_000_000)
+                await self._redis.hsetnx(self._keys.pending_unsubscribes, pending_field(who), now_ms)
         except QueueUnavailable:
             return page("Please try again", "<p>We could not record this just now.</p>", 503)
-        return page("You are unsubscribed", f"<p>{html.escape(email)} will get no more reminders.</p>")
+        return page("You are unsubscribed", "<p>This address will get no more reminders.</p>")
 
-    def _confirmation(self, email: str) -> HTMLResponse:
+    def _confirmation(self) -> HTMLResponse:
         body = (
-            f"<p>Stop reminder emails about other petitions to {html.escape(email)}?</p>"
+            "<p>Stop reminder emails about other petitions to the address this link was sent to?</p>"
             '<form method="post"><button type="submit">Unsubscribe</button></form>'
         )
         return page("Unsubscribe", body)

@@ -4,7 +4,9 @@
 them with `state = 'fraudulent'` where `worker.pipeline.abuse` says so. The windows are sets of
 receipts (`Keys.abuse_window`: a sorted set, or a string while a window holds one), so counting
 is idempotent: an entry redelivered after a crash, or a batch retried after PostgreSQL refused
-it, sees the same counts as the first time.
+it, sees the same counts as the first time. One petition keeps at most `windows_per_petition`
+windows (`Keys.abuse_index`); past it the least recently used go, so made-up addresses cannot
+grow Redis without bound.
 """
 
 from __future__ import annotations
@@ -56,9 +58,12 @@ class AbuseGuard:
     """Marks a batch's rows fraudulent by the policy. Raises `QueueUnavailable` (retry later)
     when Redis does not answer: the batch is then not written."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, policy: AbusePolicy) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, policy: AbusePolicy, *, windows_per_petition: int = 100_000
+    ) -> None:
         self._keys = keys
         self.policy = policy
+        self._windows_per_petition = windows_per_petition
         self._windows = client.register_script(lua("abuse_windows"))
 
     def __call__(self, rows: list[Row]) -> list[Row]:
@@ -85,10 +90,11 @@ class AbuseGuard:
             else:
                 group.append(row)
         burst, sustained = self.policy.burst.seconds, self.policy.sustained.seconds
-        singles = [key for key, group in groups.items() if len(group) == 1]
-        others = [key for key, group in groups.items() if len(group) > 1]
-        args: list[Any] = [burst * 1000, sustained * 1000, 2 * max(burst, sustained) + TTL_GRACE_SECONDS]
-        args.append(len(singles))
+        petitions, singles, others, layout = _by_petition(groups)
+        ttl = 2 * max(burst, sustained) + TTL_GRACE_SECONDS
+        args: list[Any] = [burst * 1000, sustained * 1000, ttl, self._windows_per_petition, len(groups)]
+        args += (0, len(petitions), *layout, len(singles))  # 0: the batch's newest ms, set below
+        indexes = [self._keys.abuse_index(p) for p in petitions]
         order: list[str] = []
         millis: dict[datetime, int] = {}  # the rows of a spike share their accepted-at
         for key in singles:
@@ -101,15 +107,30 @@ class AbuseGuard:
             for row in group:
                 args += (row.receipt, millis.get(row.accepted_at) or _ms(row.accepted_at, millis))
                 order.append(row.receipt)
+        args[5] = max(millis.values())
         with translated():
             try:
-                reply: Any = self._windows(keys=singles + others, args=args)
+                reply: Any = self._windows(keys=singles + others + indexes, args=args)
             except redis.ResponseError as exc:  # out of memory, read-only replica: try again later
                 raise QueueUnavailable(f"abuse windows: {str(exc)[:80]}") from None
         return {
             order[int(reply[n]) - 1]: PriorCounts(int(reply[n + 1]), int(reply[n + 2]))
             for n in range(0, len(reply), 3)
         }
+
+
+def _by_petition(groups: dict[str, list[Row]]) -> tuple[list[int], list[str], list[str], list[int]]:
+    """The batch's petitions; its one-member windows and its other windows, each in petition
+    order; and per petition how many of each (the script indexes a petition's windows together)."""
+    singles_of: dict[int, list[str]] = {}
+    others_of: dict[int, list[str]] = {}
+    for key, group in groups.items():
+        (singles_of if len(group) == 1 else others_of).setdefault(group[0].petition_id, []).append(key)
+    petitions = sorted(singles_of.keys() | others_of.keys())
+    singles = [key for p in petitions for key in singles_of.get(p, ())]
+    others = [key for p in petitions for key in others_of.get(p, ())]
+    layout = [n for p in petitions for n in (len(singles_of.get(p, ())), len(others_of.get(p, ())))]
+    return petitions, singles, others, layout
 
 
 def _ms(accepted_at: datetime, millis: dict[datetime, int]) -> int:

@@ -131,6 +131,10 @@ def cmd_anonymize(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
+    """Erase one person. Two steps, each safe to repeat: PostgreSQL (one transaction, after the
+    mark for queued entries), then Redis (published counts, dead letters). A failure in the second
+    says what the first did and to run the command again, which then finds nothing left in
+    PostgreSQL and finishes Redis."""
     from worker.drain.erasures import Erasures
     from worker.integrity.db import connect, settle
     from worker.integrity.privacy import forget, forget_dead_letters
@@ -139,15 +143,24 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
         try:
             erasures = Erasures(rt.redis, rt.keys, settings.ip_hash_secret)
             gone = forget(conn, args.email, publish=rt.registry.set_counts, mark=erasures.mark)
-            settle(conn, gone.counts, rt.registry.set_counts, settings.count_settle_seconds)
-            dead = forget_dead_letters(conn, rt.redis, rt.keys, args.email)
         except (ValueError, RetryLater) as exc:
             return _fail(f"{exc}; nothing changed")
-    print(
-        f"erased {gone.signatures} signatures and {dead} dead letters; counts now "
-        + (", ".join(f"petition {p}: {c}" for p, c in sorted(gone.counts.items())) or "unchanged")
-    )
+        done = f"erased {gone.signatures} signatures (counts now {_counts(gone.counts)})"
+        try:
+            settle(conn, gone.counts, rt.registry.set_counts, settings.count_settle_seconds)
+            dead = forget_dead_letters(conn, rt.redis, rt.keys, args.email)
+        except RetryLater as exc:
+            return _fail(
+                f"{done} in PostgreSQL, but Redis failed ({exc}): the person's dead letters may "
+                "remain and published counts may lag. Run the same `sigingest forget` again once "
+                "Redis answers; it is safe to repeat"
+            )
+    print(f"erased {gone.signatures} signatures and {dead} dead letters; counts now {_counts(gone.counts)}")
     return 0
+
+
+def _counts(counts: dict[int, int]) -> str:
+    return ", ".join(f"petition {p}: {c}" for p, c in sorted(counts.items())) or "unchanged"
 
 
 def cmd_suspicious(args: argparse.Namespace, settings: Settings) -> int:

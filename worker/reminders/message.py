@@ -95,8 +95,9 @@ class Letterhead:
     def sign_url(self, petition_id: int) -> str:
         return f"{self.public_url.rstrip('/')}/petitions/{int(petition_id)}"
 
-    def unsubscribe_url(self, canonical_email: str) -> str:
-        token = make_token(self.unsubscribe_secret, canonical_email)
+    def unsubscribe_url(self, delivery_id: int) -> str:
+        """The delivery's link: it names the delivery row, never the address."""
+        token = make_token(self.unsubscribe_secret, delivery_id)
         return f"{self.public_url.rstrip('/')}/unsubscribe/{token}"
 
     @property
@@ -112,7 +113,7 @@ def render(reminder: Reminder, letterhead: Letterhead, date: str) -> EmailMessag
     """The message: plain text and HTML alternatives, RFC 8058 one-click unsubscribe headers,
     and a Message-ID fixed per delivery (so a retried send can be recognised downstream)."""
     starter = one_line(reminder.starter_name)
-    unsubscribe_url = letterhead.unsubscribe_url(reminder.canonical_email)
+    unsubscribe_url = letterhead.unsubscribe_url(reminder.delivery_id)
     values = {
         "first": first_name(starter),
         "starter": starter,

@@ -8,7 +8,7 @@ import redis
 from worker.keys import Keys
 from worker.reminders import store
 from worker.reminders.message import Reminder, render
-from worker.reminders.run import letterhead
+from worker.reminders.run import hscan_chunks, letterhead
 from worker.settings import Settings
 
 PREVIEW_DATE = "(date of sending)"
@@ -26,8 +26,11 @@ def preview(settings: Settings, client: redis.Redis, petition_id: int, limit: in
         title, starter, status, count = row
         eligible = {p.id: p.recent for p in store.eligible_petitions(conn, settings.reminder_min_recent)}
         people = store.prospects(conn, petition_id, "", max(limit, 0), settings.reminder_min_interval)
-    pending = client.hmget(keys.pending_unsubscribes, [p.canonical_email for p in people]) if people else []
-    people = [p for p, unsubscribed in zip(people, pending, strict=True) if unsubscribed is None]
+        # Unsubscribes not yet moved into PostgreSQL: a run would move them before sending.
+        chunks = hscan_chunks(client, keys.pending_unsubscribes)
+        pending = {field: ms for chunk in chunks for field, ms in chunk.items()}
+        gone = store.unsubscribers(conn, pending)
+    people = [p for p in people if p.canonical_email not in gone]
     lines = [_headline(petition_id, status, eligible.get(petition_id), settings.reminder_min_recent)]
     for person in people:
         reminder = Reminder(

@@ -169,12 +169,21 @@ class ReminderRun:
         return self.policy.batch - self.report.attempts
 
     def _move_unsubscribes(self) -> None:
-        """Unsubscribes the intake left in Redis go into PostgreSQL, then leave Redis."""
+        """Unsubscribes the intake left in Redis (delivery ids; old links' addresses) go into
+        PostgreSQL as their people's canonical emails, then leave Redis."""
         key = self.keys.pending_unsubscribes
         with translated():
-            for chunk in _hscan_chunks(self.redis, key):
+            for chunk in hscan_chunks(self.redis, key):
                 store.move_unsubscribes(self.conn, chunk)
                 self.redis.hdel(key, *chunk)
+
+    def _move_new_unsubscribes(self) -> None:
+        """Before a send: move whatever arrived during the run (one HLEN when nothing did), so the
+        delivery's `unsubscribed` read from PostgreSQL is the whole truth."""
+        with translated():
+            arrived = self.redis.hlen(self.keys.pending_unsubscribes)
+        if arrived:
+            self._move_unsubscribes()
 
     def _walk(self, petition_id: int) -> None:
         cursor = store.load_cursor(self.conn, petition_id, self.policy.min_interval)
@@ -235,6 +244,7 @@ class ReminderRun:
     def _deliver(self, delivery_id: int) -> None:
         """Render with the live count, send, and record the outcome. Raises `_Stop` when the server
         is unavailable."""
+        self._move_new_unsubscribes()
         pending = store.load(self.conn, delivery_id)
         if pending is None:
             return
@@ -263,15 +273,11 @@ class ReminderRun:
     def _why_not(self, pending: store.Pending) -> str | None:
         if pending.petition_status != "open":
             return f"petition {pending.petition_status}"
-        if pending.unsubscribed or self._unsubscribed_in_redis(pending.canonical_email):
+        if pending.unsubscribed:
             return "unsubscribed"
         if not pending.email:
             return "no address"
         return None
-
-    def _unsubscribed_in_redis(self, canonical_email: str) -> bool:
-        with translated():
-            return bool(self.redis.hexists(self.keys.pending_unsubscribes, canonical_email))
 
     def _retry(self, delivery_id: int, error: str) -> None:
         p = self.policy
@@ -297,8 +303,8 @@ def _reminder(p: store.Pending) -> Reminder:
     )
 
 
-def _hscan_chunks(client: redis.Redis, key: str, count: int = 1000) -> list[dict[str, int]]:
-    """The hash's fields (decoded emails) and values (ms), in chunks; read before any is deleted."""
+def hscan_chunks(client: redis.Redis, key: str, count: int = 1000) -> list[dict[str, int]]:
+    """The hash's fields (decoded) and values (ms), in chunks; read before any is deleted."""
     chunks: list[dict[str, int]] = []
     chunk: dict[str, int] = {}
     for field_name, value in client.hscan_iter(key, count=count):

@@ -14,6 +14,8 @@ from typing import Any
 
 import psycopg
 
+from worker.reminders.tokens import delivery_of_field
+
 # Held on the run's own connection; PostgreSQL drops it if the process or connection dies.
 # Advisory locks are per database, so deployments (and tests) with their own database never meet.
 RUN_LOCK = 764206
@@ -166,9 +168,19 @@ ON CONFLICT (petition_id) DO UPDATE SET after = '', round_start_id = NULL, round
 ADVANCE_IDLE = """
 UPDATE reminder_cursors SET idle_after_id = %(after_id)s, updated_at = now() WHERE petition_id = %(petition)s
 """
-MOVE_UNSUBSCRIBES = """
+# Unsubscribe links name a delivery row; its person is the one who unsubscribes. Old links named
+# the address itself. A delivery row erased since (`forget`, or `anonymize` of the petition it was
+# about) names no one any more: that unsubscribe is dropped with it.
+UNSUBSCRIBERS = """
+SELECT t.email, t.ms FROM unnest(%(emails)s::text[], %(email_ms)s::bigint[]) AS t(email, ms)
+UNION ALL
+SELECT d.canonical_email, t.ms
+FROM unnest(%(ids)s::bigint[], %(id_ms)s::bigint[]) AS t(id, ms) JOIN reminder_deliveries d ON d.id = t.id
+"""
+MOVE_UNSUBSCRIBES = f"""
 INSERT INTO unsubscribes (canonical_email, unsubscribed_at)
-SELECT t.email, to_timestamp(t.ms / 1000.0) FROM unnest(%s::text[], %s::bigint[]) AS t(email, ms)
+SELECT DISTINCT ON (who.email) who.email, to_timestamp(who.ms / 1000.0)
+FROM ({UNSUBSCRIBERS}) AS who ORDER BY who.email, who.ms
 ON CONFLICT (canonical_email) DO NOTHING
 """
 
@@ -346,8 +358,29 @@ def record_new_page(
     return Page(int(row[0]), row[1], list(row[2]))
 
 
+def _unsubscriber_params(entries: dict[str, int]) -> dict[str, list[Any]]:
+    """The pending fields (`delivery:<id>`, or an old link's canonical email) split by kind."""
+    params: dict[str, list[Any]] = {"emails": [], "email_ms": [], "ids": [], "id_ms": []}
+    for field_name, ms in entries.items():
+        delivery_id = delivery_of_field(field_name)
+        if delivery_id is None:
+            params["emails"].append(field_name)
+            params["email_ms"].append(ms)
+        else:
+            params["ids"].append(delivery_id)
+            params["id_ms"].append(ms)
+    return params
+
+
 def move_unsubscribes(conn: Conn, entries: dict[str, int]) -> None:
-    """Record unsubscribes (canonical email -> ms since the epoch); repeating one changes nothing."""
+    """Record unsubscribes (pending field -> ms since the epoch) as their people's canonical
+    emails, the earliest time kept; repeating one changes nothing."""
     if entries:
-        emails = list(entries)
-        conn.execute(MOVE_UNSUBSCRIBES, (emails, [entries[e] for e in emails]))
+        conn.execute(MOVE_UNSUBSCRIBES, _unsubscriber_params(entries))
+
+
+def unsubscribers(conn: Conn, entries: dict[str, int]) -> set[str]:
+    """The canonical emails the pending fields name (read only: nothing is recorded)."""
+    if not entries:
+        return set()
+    return {row[0] for row in conn.execute(UNSUBSCRIBERS, _unsubscriber_params(entries))}

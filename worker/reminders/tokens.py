@@ -1,7 +1,15 @@
-"""Unsubscribe tokens: the canonical email and an HMAC-SHA256 of it, keyed by UNSUBSCRIBE_SECRET.
+"""Unsubscribe tokens: the reminder delivery's id and an HMAC-SHA256 of it, keyed by
+UNSUBSCRIBE_SECRET. Pure functions.
 
-A token is `<base64url(email)>.<base64url(hmac)>`. Anyone holding the link can unsubscribe that
-address and nothing else; changing either half makes it invalid. Pure functions.
+A token is `<delivery id>.<base64url(hmac)>`: the URL names a row of `reminder_deliveries`, never
+the address, so proxy logs and browser history hold nothing that leads back to a person without
+the database. Anyone holding the link can unsubscribe that delivery's person and no one else;
+changing either half makes it invalid.
+
+Links sent before this format were `<base64url(canonical email)>.<base64url(hmac)>` (another HMAC
+context). `read_token` still honours them so old emails keep working; nothing makes new ones.
+What a token names is recorded by the intake as a field of the pending-unsubscribes hash:
+`delivery:<id>` for a delivery, the canonical email for an old link (`pending_field`).
 """
 
 from __future__ import annotations
@@ -10,9 +18,32 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
+from dataclasses import dataclass
 
 MAX_TOKEN_LENGTH = 1024
-_CONTEXT = b"sigingest-unsubscribe:"  # so the key never signs anything else with the same bytes
+# Distinct contexts, so the key never signs one kind of token with bytes that read as another.
+_DELIVERY_CONTEXT = b"sigingest-unsubscribe-delivery:"
+_ADDRESS_CONTEXT = b"sigingest-unsubscribe:"  # the old, address-bearing links
+_DELIVERY_ID = re.compile(r"[1-9][0-9]{0,18}")  # one spelling per id: no sign, no leading zero
+DELIVERY_FIELD_PREFIX = "delivery:"  # no "@": a field cannot be mistaken for an old link's address
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryToken:
+    """A token naming the person of one `reminder_deliveries` row."""
+
+    delivery_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddressToken:
+    """An old-format token naming a canonical email (still honoured, never made)."""
+
+    canonical_email: str
+
+
+Unsubscriber = DeliveryToken | AddressToken
 
 
 def _b64(data: bytes) -> str:
@@ -23,27 +54,61 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _mac(secret: str, canonical_email: str) -> bytes:
-    return hmac.new(secret.encode(), _CONTEXT + canonical_email.encode(), hashlib.sha256).digest()
+def _delivery_mac(secret: str, delivery_id: int) -> bytes:
+    return hmac.new(secret.encode(), _DELIVERY_CONTEXT + str(delivery_id).encode(), hashlib.sha256).digest()
 
 
-def make_token(secret: str, canonical_email: str) -> str:
-    return f"{_b64(canonical_email.encode())}.{_b64(_mac(secret, canonical_email))}"
+def _address_mac(secret: str, canonical_email: str) -> bytes:
+    return hmac.new(secret.encode(), _ADDRESS_CONTEXT + canonical_email.encode(), hashlib.sha256).digest()
 
 
-def read_token(secret: str, token: str, previous: str = "") -> str | None:
-    """The canonical email a genuine token was made for, with `secret` or (during a rotation)
-    the `previous` one; None for anything forged or mangled. Never raises for any string."""
+def make_token(secret: str, delivery_id: int) -> str:
+    """The token for the unsubscribe link of delivery `delivery_id` (a positive row id)."""
+    if delivery_id < 0:
+        raise ValueError("a delivery id is never negative")
+    return f"{delivery_id}.{_b64(_delivery_mac(secret, delivery_id))}"
+
+
+def read_token(secret: str, token: str, previous: str = "") -> Unsubscriber | None:
+    """Whom a genuine token names, signed with `secret` or (during a rotation) the `previous`
+    one; None for anything forged or mangled. Never raises for any string."""
     if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1 or not token.isascii():
         return None
-    email_part, mac_part = token.split(".")
+    left, mac_part = token.split(".")
     try:
-        email = _unb64(email_part).decode("utf-8")
         mac = _unb64(mac_part)
     except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
         return None
-    # One spelling per token: base64 decoding forgives stray characters and padding bits.
-    if not email or _b64(email.encode()) != email_part or _b64(mac) != mac_part:
+    if _b64(mac) != mac_part:  # one spelling per token: base64 forgives stray padding bits
         return None
     keys = (secret, previous) if previous else (secret,)
-    return email if any(hmac.compare_digest(mac, _mac(key, email)) for key in keys) else None
+    if _DELIVERY_ID.fullmatch(left):
+        delivery_id = int(left)
+        if any(hmac.compare_digest(mac, _delivery_mac(key, delivery_id)) for key in keys):
+            return DeliveryToken(delivery_id)
+    return _read_address_token(keys, left, mac)
+
+
+def _read_address_token(keys: tuple[str, ...], email_part: str, mac: bytes) -> AddressToken | None:
+    """A link mailed before links named deliveries: the address itself, still honoured."""
+    try:
+        email = _unb64(email_part).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    if not email or _b64(email.encode()) != email_part:
+        return None
+    genuine = any(hmac.compare_digest(mac, _address_mac(key, email)) for key in keys)
+    return AddressToken(email) if genuine else None
+
+
+def pending_field(who: Unsubscriber) -> str:
+    """The field the intake records in the pending-unsubscribes hash for `who`."""
+    if isinstance(who, DeliveryToken):
+        return f"{DELIVERY_FIELD_PREFIX}{who.delivery_id}"
+    return who.canonical_email
+
+
+def delivery_of_field(field: str) -> int | None:
+    """The delivery id a pending field names, or None when it is an old link's address."""
+    rest = field.removeprefix(DELIVERY_FIELD_PREFIX)
+    return int(rest) if rest != field and _DELIVERY_ID.fullmatch(rest) else None

@@ -104,6 +104,38 @@ def test_a_one_signature_window_counts_like_any_other_when_it_is_seen_again(rt: 
     assert 0 < rt.redis.ttl(window) <= 2 * 300 + 3600
 
 
+def abuse_keys(rt: Runtime, petition: int) -> list[bytes]:
+    return list(rt.redis.scan_iter(f"{rt.keys.prefix}abuse:{petition}:*", count=1000))
+
+
+def test_made_up_addresses_keep_at_most_the_cap_of_windows_per_petition(rt: Runtime) -> None:
+    # Given a cap of 50 windows per petition
+    guard = AbuseGuard(rt.redis, rt.keys, SUSTAINED_ONLY, windows_per_petition=50)
+    # When 1,000 signatures from 1,000 distinct hashed IPs arrive, in batches of all shapes
+    rows = [row(f"s{n}", n / 10, ip=f"{n:08x}") for n in range(1000)]
+    for start in range(0, 1000, 100):
+        again = row(f"twice{start}", start / 10 + 0.05, ip=f"{start:08x}")  # one window gets two
+        judged(guard, [*rows[start : start + 100], again])
+    # Then the petition holds at most 50 windows and its index, and the index names exactly them
+    windows = {k.decode() for k in abuse_keys(rt, 1)} - {rt.keys.abuse_index(1)}
+    assert len(windows) <= 50
+    index = {m.decode() for m in rt.redis.zrange(rt.keys.abuse_index(1), 0, -1)}
+    assert index == windows
+    # And the windows kept are the most recently used: the newest IP still counts
+    assert judged(guard, [row("again", 99.95, ip=f"{999:08x}")]) == {"again": "validated"}
+    assert rt.redis.zcard(rt.keys.abuse_window(1, f"{999:08x}")) == 2
+    # And another petition keeps its own windows, untouched by the first's evictions
+    assert judged(guard, [row("elsewhere", 0, ip="0000abcd", petition=2)]) == {"elsewhere": "validated"}
+    assert [k.decode().rpartition(":")[2] for k in abuse_keys(rt, 2)].count("0000abcd") == 1
+
+
+def test_with_no_evictions_the_windows_count_as_before(rt: Runtime) -> None:
+    guard = AbuseGuard(rt.redis, rt.keys, SUSTAINED_ONLY, windows_per_petition=3)
+    outcome = judged(guard, [row(f"s{n}", 10 * n, ip=["a1", "b2", "c3"][n % 3]) for n in range(18)])
+    assert [outcome[f"s{n}"] for n in range(18)] == ["validated"] * 15 + ["fraudulent"] * 3
+    assert len(abuse_keys(rt, 1)) == 4  # three windows and the index
+
+
 def entries_from(ip: str, petition: int, count: int, start_ms: int, step_ms: int) -> list[bytes]:
     return [
         encode(f"e{n}", petition, start_ms + n * step_ms, ip, SignatureFields(f"p{n}@example.org", "P"))

@@ -7,18 +7,24 @@ import io
 import logging
 import os
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+import redis
 
 from tests.conftest import PetitionFactory
+from tests.faults.harness import PrivateRedis
 from tests.helpers import read_invariant
 from tests.worker.integrity.helpers import DB, add_signatures, signature_count, value
 from worker.drain.erasures import Erasures
-from worker.integrity.privacy import anonymize, export_csv, forget, forget_dead_letters
+from worker.integrity import privacy
+from worker.integrity.privacy import Forgotten, anonymize, export_csv, forget, forget_dead_letters
+from worker.keys import Keys
 from worker.ops.cli import main
 from worker.pipeline.entry import Entry, encode
 from worker.pipeline.fields import SignatureFields
 from worker.runtime import Runtime
+from worker.settings import Settings
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -378,3 +384,56 @@ def test_forget_covers_a_signature_still_queued_which_is_stored_erased(
     # And the mark holds no address
     marks = b" ".join(rt.redis.zrange(rt.keys.erased, 0, -1))
     assert marks and b"ann" not in marks.lower() and b"gmail" not in marks
+
+
+def test_forget_with_redis_lost_after_postgresql_says_what_it_did_and_a_second_run_finishes(
+    make_petition: PetitionFactory,
+    db: DB,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given Ann's signature in PostgreSQL and a dead letter of hers in a Redis of the test's own
+    petition = make_petition()
+    add_signatures(db, petition.id, 1, tag="ann")
+    add_signatures(db, petition.id, 2, tag="other")
+    server = PrivateRedis(appendfsync="always")  # what it acknowledged survives the kill
+    server.start()
+    try:
+        own = settings.model_copy(update={"redis_url": server.url})
+        for name, val in own.model_dump().items():
+            monkeypatch.setenv(name.upper(), str(val))
+        rt = Runtime(own)
+        fields = SignatureFields("ann1@example.org", "Ann")
+        payload = encode("ann-dl", petition.id, 1_790_000_000_000, None, fields)
+        rt.streams.dead_letter(Entry(0, "1-0", payload, 5), "failed five times")
+        rt.redis.close()
+
+        # When Redis dies right after forget's PostgreSQL transaction committed
+        real_forget = privacy.forget
+
+        def forget_then_lose_redis(*args: Any, **kwargs: Any) -> Forgotten:
+            done = real_forget(*args, **kwargs)
+            server.kill()
+            return done
+
+        monkeypatch.setattr(privacy, "forget", forget_then_lose_redis)
+        assert main(["forget", "ann1@example.org"]) == 1
+
+        # Then it says what PostgreSQL did and to run it again, never "nothing changed", no address
+        err = capsys.readouterr().err
+        assert "erased 1 signatures" in err and "in PostgreSQL" in err and "again" in err
+        assert "nothing changed" not in err and "ann1" not in err
+        # And what PostgreSQL did stays done
+        assert value(db, "SELECT count(*) FROM signatures WHERE receipt LIKE 'ann%%'") == 0
+        assert signature_count(db, petition.id) == 3  # the starter and the two others
+
+        # When Redis is back and the command runs again, it finishes: her dead letter goes
+        monkeypatch.setattr(privacy, "forget", real_forget)
+        server.start()
+        assert main(["forget", "ann1@example.org"]) == 0
+        assert "erased 0 signatures and 1 dead letters" in capsys.readouterr().out
+        with redis.Redis.from_url(server.url) as r:
+            assert r.xlen(Keys(own.key_prefix, own.shards).dead_letters) == 0
+    finally:
+        server.close()

@@ -32,8 +32,9 @@ def test_preview_prints_who_would_get_what_and_sends_nothing(
     sign(clara.id, "first@example.org", opt_in=False)
     for who in ("ann", "bob", "cy"):
         sign(old.id, f"{who}@example.org", who.title(), hours_ago=100)
+    bobs = delivery_for(db, old.id, "bob@example.org")  # an email he got before, with its link
     with TestClient(create_app(rsettings)) as client:  # Bob unsubscribed; not yet moved to PostgreSQL
-        client.post(f"/unsubscribe/{make_token(rsettings.unsubscribe_secret, 'bob@example.org')}")
+        client.post(f"/unsubscribe/{make_token(rsettings.unsubscribe_secret, bobs)}")
 
     args = build_parser().parse_args(["reminders", "preview", "--petition", str(clara.id), "--limit", "5"])
     assert args.run(args, rsettings) == 0
@@ -42,7 +43,7 @@ def test_preview_prints_who_would_get_what_and_sends_nothing(
     assert "bob@example.org" not in out
     assert out.count("Subject: Clara is counting on you") == 2
     assert "Join Clara and 1 supporters today." in out
-    assert mailbox.received == [] and statuses(db) == {}
+    assert mailbox.received == [] and set(statuses(db)) == {("bob@example.org", old.id)}
 
 
 def test_preview_of_a_closed_petition_says_so(
@@ -65,15 +66,30 @@ def test_someone_who_unsubscribes_during_a_run_gets_nothing_more(
     sign(old.id, "bob@example.org", hours_ago=100)
     app = create_app(rsettings)
 
+    bobs = delivery_for(db, old.id, "bob@example.org")  # an email he got before, with its link
+
     def bob_unsubscribes_while_ann_is_sent() -> None:
         with TestClient(app) as client:
-            client.post(f"/unsubscribe/{make_token(rsettings.unsubscribe_secret, 'bob@example.org')}")
+            client.post(f"/unsubscribe/{make_token(rsettings.unsubscribe_secret, bobs)}")
 
     mailbox.before_data = bob_unsubscribes_while_ann_is_sent
     report = run()
     assert (report.sent, report.skipped) == (1, 1)
     assert mailbox.recipients() == ["ann@example.org"]
     assert statuses(db)[("bob@example.org", clara.id)] == "skipped"
+
+
+def delivery_for(db: Db, petition_id: int, canonical: str) -> int:
+    """A delivery row for a reminder sent long ago (as a run records it), with its id."""
+    row = db.execute(
+        """INSERT INTO reminder_deliveries
+               (petition_id, canonical_email, run_id, status, recorded_at, sent_at)
+           VALUES (%s, %s, 'earlier', 'sent', now() - interval '300 days', now() - interval '300 days')
+           RETURNING id""",
+        (petition_id, canonical),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])  # type: ignore[call-overload]
 
 
 class FakeClock:
