@@ -142,7 +142,7 @@ def test_replica_acknowledged_signatures_survive_the_loss_of_the_primary(
     # When the primary is lost under load
     load, promoted_at, logs = lose_the_primary_under_load(s, cluster, petition.id, database_url, db, ha)
     # Then every signature answered 202 is stored exactly once, and the counts are exact
-    assert_invariant(db, ha, load.receipts, logs)
+    assert_invariant(db, ha, load.receipts, logs, refused=load.refused_emails)
     # And the intake took 202s again within seconds of the promotion
     assert first_202_after(load, promoted_at) - promoted_at < RECOVERY_SECONDS
     # And whatever it refused meanwhile was a 503 with Retry-After, never a 500, and no answer
@@ -208,7 +208,7 @@ def test_a_replica_that_stops_replicating_turns_202s_into_503s_until_it_returns(
     assert degraded.status_code == 503 and degraded.json()["durability"]["holds"] is False
     # And took 202s again once it came back
     assert first_202_after(load, resumed_at) - resumed_at < RECOVERY_SECONDS
-    assert_invariant(db, ha, load.receipts, logs)
+    assert_invariant(db, ha, load.receipts, logs, refused=load.refused_emails)
 
 
 def test_beat_and_the_reminders_worker_carry_on_across_a_failover(
@@ -273,4 +273,4 @@ def test_a_primary_demoted_while_alive_is_left_for_the_new_one(
     # a replica, every refusal a 503 with Retry-After, every accepted signature stored once
     assert first_202_after(load, attached_at) - attached_at < RECOVERY_SECONDS
     assert all(status == 503 and retry for status, retry in load.refused)
-    assert_invariant(db, ha, load.receipts, logs)
+    assert_invariant(db, ha, load.receipts, logs, refused=load.refused_emails)
