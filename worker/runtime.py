@@ -67,7 +67,7 @@ class Runtime:
         observer = BatchObserver(self.metrics, self.redis, self.keys, s.max_deliveries)
         return Drainer(
             self.streams,
-            SignatureStore(s.libpq_url),
+            SignatureStore(s.libpq_url, confirm_resend_seconds=s.confirm_resend_seconds),
             self.registry,
             EmailChecker(deliverability=s.check_deliverability),
             config,

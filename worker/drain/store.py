@@ -22,7 +22,9 @@ import orjson
 import psycopg
 from psycopg import errors as pg_errors
 
+from worker.drain.confirm_store import apply_confirmations, request_resends
 from worker.errors import BatchRejected, RetryLater
+from worker.pipeline.entry import Entry
 from worker.pipeline.plan import BatchPlan, PetitionState, Reject, Row, check_petitions
 
 # The columns in `Row`'s field order, so COPY takes a `Row` as it is.
@@ -97,10 +99,11 @@ SELECT petition_id, reason, count(*) FROM recorded GROUP BY petition_id, reason
 LOCK_PETITIONS = "SELECT id FROM petitions WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
 ADD_COUNTS = """
 UPDATE petitions p
-SET signature_count = p.signature_count + d.n, duplicate_count = p.duplicate_count + d.dup
-FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS d(id, n, dup)
+SET signature_count = p.signature_count + d.n, duplicate_count = p.duplicate_count + d.dup,
+    awaiting_count = p.awaiting_count + d.awaiting
+FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS d(id, n, dup, awaiting)
 WHERE p.id = d.id
-RETURNING p.id, p.signature_count
+RETURNING p.id, p.signature_count, p.awaiting_count
 """
 
 
@@ -156,18 +159,28 @@ class BatchOutcome:
     """What one committed batch changed."""
 
     persisted: Counter[int] = field(default_factory=Counter)  # petition -> counted rows
-    uncounted: int = 0  # rows stored but not counted (fraudulent)
+    uncounted: int = 0  # rows stored but not counted (fraudulent, pending)
     duplicates: Counter[int] = field(default_factory=Counter)  # petition -> duplicates
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> entries (not duplicates)
     counts: dict[int, int] = field(default_factory=dict)  # petition -> signature_count after commit
+    pending: Counter[int] = field(default_factory=Counter)  # petition -> rows stored awaiting confirmation
+    confirmed: Counter[int] = field(default_factory=Counter)  # petition -> confirmed (and counted) now
+    refused_confirmations: Counter[str] = field(default_factory=Counter)  # reason -> confirmations
+    waiting: list[Entry] = field(default_factory=list)  # confirmations left unacknowledged
+    awaiting: dict[int, int] = field(default_factory=dict)  # petition -> awaiting_count after commit
 
     def merge(self, other: BatchOutcome) -> None:
         self.persisted.update(other.persisted)
         self.uncounted += other.uncounted
         self.duplicates.update(other.duplicates)
         self.rejected.update(other.rejected)
+        self.pending.update(other.pending)
+        self.confirmed.update(other.confirmed)
+        self.refused_confirmations.update(other.refused_confirmations)
+        self.waiting.extend(other.waiting)
         for petition, count in other.counts.items():
             self.counts[petition] = max(count, self.counts.get(petition, 0))
+        self.awaiting.update(other.awaiting)
 
 
 @contextmanager
@@ -189,8 +202,9 @@ def translated() -> Iterator[None]:
 class SignatureStore:
     """One connection, reopened after failures. Not thread-safe: one per worker process."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, confirm_resend_seconds: float = 3600.0) -> None:
         self._dsn = dsn
+        self._resend_seconds = confirm_resend_seconds
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
     def close(self) -> None:
@@ -228,6 +242,7 @@ class SignatureStore:
         petition_ids = plan.petition_ids()
         states = self._petition_states(conn, petition_ids)
         rows, petition_rejects = check_petitions(plan.rows, states)
+        resend: list[str] = []
         if rows:
             with conn.cursor().copy(f"COPY sig_staging ({ROW_COLUMNS}) FROM STDIN") as copy:
                 copy.write(copy_text(rows))
@@ -244,12 +259,20 @@ class SignatureStore:
                     petition_rejects.append(
                         Reject(str(receipt), int(petition_id), "duplicate", None, accepted_at)  # type: ignore[call-overload, arg-type]
                     )
+                    if states[int(petition_id)].confirm_email:  # type: ignore[call-overload]
+                        resend.append(str(receipt))
                 elif state == "validated":
                     outcome.persisted[int(petition_id)] += int(n)  # type: ignore[call-overload]
                 else:
                     outcome.uncounted += int(n)  # type: ignore[call-overload]
+                    if state == "pending":
+                        outcome.pending[int(petition_id)] += int(n)  # type: ignore[call-overload]
+        request_resends(conn, resend, self._resend_seconds)
         self._insert_rejects(conn, [*plan.rejects, *petition_rejects], outcome)
-        outcome.counts = self._add_counts(conn, outcome, petition_ids)
+        confirmed = apply_confirmations(conn, plan.confirmations, plan.max_deliveries)
+        outcome.confirmed, outcome.waiting = confirmed.confirmed, confirmed.waiting
+        outcome.refused_confirmations = confirmed.refused
+        outcome.counts, outcome.awaiting = self._add_counts(conn, outcome, petition_ids)
         return outcome
 
     @staticmethod
@@ -258,8 +281,10 @@ class SignatureStore:
     ) -> dict[int, PetitionState]:
         if not ids:
             return {}
-        cursor = conn.execute("SELECT id, status, closed_at FROM petitions WHERE id = ANY(%s)", [ids])
-        return {int(i): PetitionState(str(s), c) for i, s, c in cursor}  # type: ignore[call-overload, arg-type]
+        cursor = conn.execute(
+            "SELECT id, status, closed_at, confirm_email FROM petitions WHERE id = ANY(%s)", [ids]
+        )
+        return {int(i): PetitionState(str(s), c, bool(m)) for i, s, c, m in cursor}  # type: ignore[call-overload, arg-type]
 
     @staticmethod
     def _insert_rejects(
@@ -277,13 +302,27 @@ class SignatureStore:
     @staticmethod
     def _add_counts(
         conn: psycopg.Connection[tuple[object, ...]], outcome: BatchOutcome, petition_ids: list[int]
-    ) -> dict[int, int]:
+    ) -> tuple[dict[int, int], dict[int, int]]:
+        """Add the batch's `+n` (stored and confirmed) and its change to the pending count;
+        returns the counts and the pending counts after it, per petition."""
         # Every petition of the batch, even with nothing new (a redelivered batch): the counts
         # returned are published to the registry, which a crash before the publish left behind.
-        ids = sorted(set(petition_ids) | set(outcome.persisted) | set(outcome.duplicates))
+        ids = sorted(
+            set(petition_ids) | set(outcome.persisted) | set(outcome.duplicates) | set(outcome.confirmed)
+        )
         if not ids:
-            return {}
+            return {}, {}
         # Take the hot rows' locks last and in id order: short holds, no lock-order deadlocks.
         conn.execute(LOCK_PETITIONS, [ids])
-        params = [ids, [outcome.persisted[i] for i in ids], [outcome.duplicates[i] for i in ids]]
-        return {int(i): int(c) for i, c in conn.execute(ADD_COUNTS, params)}  # type: ignore[call-overload]
+        params = [
+            ids,
+            [outcome.persisted[i] + outcome.confirmed[i] for i in ids],
+            [outcome.duplicates[i] for i in ids],
+            [outcome.pending[i] - outcome.confirmed[i] for i in ids],
+        ]
+        counts: dict[int, int] = {}
+        awaiting: dict[int, int] = {}
+        for i, count, pending in conn.execute(ADD_COUNTS, params):
+            counts[int(i)] = int(count)  # type: ignore[call-overload]
+            awaiting[int(i)] = int(pending)  # type: ignore[call-overload]
+        return counts, awaiting

@@ -48,6 +48,11 @@ WORKER_DATABASE_ERRORS: Final = "sigingest_worker_database_errors_total"
 WORKER_RETRIES: Final = "sigingest_worker_retries_total"
 # Reminder emails by outcome (sent, failed); incremented by the reminders task.
 REMINDER_EMAILS: Final = "sigingest_reminder_emails_total"
+# Confirmation emails by outcome (sent, reminded, failed); incremented by the confirmations task.
+CONFIRM_EMAILS: Final = "sigingest_confirm_emails_total"
+# Signatures of email-confirmation petitions by event (pending: stored awaiting confirmation,
+# confirmed: counted by a click, refused: a click for an expired, erased or unknown signature).
+WORKER_CONFIRMATIONS: Final = "sigingest_worker_confirmations_total"
 
 # --- queue, computed from Redis at scrape time by any instance (worker/observability/queue_stats.py) ---
 # Entries in a shard's stream (queued, in flight, and acknowledged but not yet trimmed).
@@ -149,6 +154,16 @@ class WorkerMetrics:
         self.reminder_emails = Counter(
             _counter_name(REMINDER_EMAILS), "reminder emails by outcome", ["outcome"], registry=r
         )
+        self.confirm_emails = Counter(
+            _counter_name(CONFIRM_EMAILS), "confirmation emails by outcome", ["outcome"], registry=r
+        )
+        self.confirmations = Counter(
+            _counter_name(WORKER_CONFIRMATIONS), "email confirmations by event", ["event"], registry=r
+        )
+        for outcome in ("sent", "reminded", "failed"):
+            self.confirm_emails.labels(outcome)
+        for event in ("pending", "confirmed", "refused"):
+            self.confirmations.labels(event)
         for outcome in SIGNATURE_OUTCOMES:
             self.signatures.labels(outcome)  # export zeros, so rate() and alerts see the series
         for outcome in REMINDER_OUTCOMES:

@@ -14,7 +14,15 @@ from typing import NamedTuple
 from email_validator import EmailNotValidError
 
 from worker.pipeline.emails import EmailChecker
-from worker.pipeline.entry import Entry, Submission, UndecodableEntry, decode, decode_usual
+from worker.pipeline.entry import (
+    Confirmation,
+    Entry,
+    Submission,
+    UndecodableEntry,
+    decode,
+    decode_confirmation,
+    decode_usual,
+)
 from worker.pipeline.fields import InvalidFields, parse_fields, usual_fields
 
 MAX_PETITION_ID = 2**63 - 1
@@ -60,6 +68,7 @@ class Poison:
 class PetitionState:
     status: str
     closed_at: datetime | None
+    confirm_email: bool = False  # its new signatures are stored `pending`
 
 
 @dataclass
@@ -68,14 +77,18 @@ class BatchPlan:
     rejects: list[Reject] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
+    confirmations: list[Confirmation] = field(default_factory=list)
+    # A confirmation whose signature is nowhere yet waits this many deliveries, then is refused.
+    max_deliveries: int = 5
 
-    @property
-    def done_entries(self) -> list[Entry]:
-        """Entries to acknowledge once the plan is committed: all but the poison."""
-        if not self.poison:
+    def done_entries(self, waiting: Iterable[Entry] = ()) -> list[Entry]:
+        """Entries to acknowledge once the plan is committed: all but the poison and `waiting`
+        (confirmations whose signature is not stored yet: left pending, delivered again)."""
+        held = {(e.shard, e.entry_id) for e in waiting}
+        held.update((p.entry.shard, p.entry.entry_id) for p in self.poison)
+        if not held:
             return self.entries
-        poisoned = {(p.entry.shard, p.entry.entry_id) for p in self.poison}
-        return [e for e in self.entries if (e.shard, e.entry_id) not in poisoned]
+        return [e for e in self.entries if (e.shard, e.entry_id) not in held]
 
     def petition_ids(self) -> list[int]:
         return sorted({row.petition_id for row in self.rows})
@@ -107,6 +120,10 @@ def plan_batch(entries: Sequence[Entry], emails: EmailChecker) -> BatchPlan:
             else:
                 seen_people.add(person)
                 rows.append(row)
+            continue
+        confirmation = decode_confirmation(entry)
+        if confirmation is not None:
+            plan.confirmations.append(confirmation)
             continue
         try:
             submission = decode(entry)
@@ -180,10 +197,11 @@ def check_submission(submission: Submission, emails: EmailChecker) -> Row | Reje
 
 
 def check_petitions(rows: Iterable[Row], states: dict[int, PetitionState]) -> tuple[list[Row], list[Reject]]:
-    """Keep rows whose petition exists and was open when the signature was accepted."""
+    """Keep rows whose petition exists and was open when the signature was accepted; a kept row
+    of a petition in email-confirmation mode is stored `pending` instead of `validated`."""
     rows = list(rows)
     petitions = {row.petition_id for row in rows}
-    if all(p in states and states[p].status == "open" for p in petitions):
+    if all(p in states and states[p].status == "open" and not states[p].confirm_email for p in petitions):
         return rows, []  # the usual batch: every row kept, without a look at each
     kept: list[Row] = []
     rejects: list[Reject] = []
@@ -193,6 +211,8 @@ def check_petitions(rows: Iterable[Row], states: dict[int, PetitionState]) -> tu
             rejects.append(_reject_row(row, "unknown_petition", "no such petition"))
         elif state.status != "open" and (state.closed_at is None or row.accepted_at >= state.closed_at):
             rejects.append(_reject_row(row, "petition_closed", f"petition is {state.status}"))
+        elif state.confirm_email and row.state == "validated":
+            kept.append(row._replace(state="pending"))
         else:
             kept.append(row)
     return kept, rejects

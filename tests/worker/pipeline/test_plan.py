@@ -21,7 +21,7 @@ def test_a_clean_batch_becomes_rows() -> None:
     plan = plan_batch([entry(1, "a@example.org"), entry(2, "b@example.org")], EmailChecker())
     assert [r.receipt for r in plan.rows] == ["r1", "r2"]
     assert plan.rejects == [] and plan.poison == []
-    assert len(plan.done_entries) == 2
+    assert len(plan.done_entries()) == 2
 
 
 def test_duplicates_inside_a_batch_are_rejected_as_duplicate_keeping_the_first() -> None:
@@ -49,7 +49,7 @@ def test_a_bad_entry_next_to_good_ones_does_not_spoil_the_batch() -> None:
     assert [r.receipt for r in plan.rows] == ["r1", "r5"]
     assert {(r.receipt, r.reason) for r in plan.rejects} == {("r2", "invalid_field"), ("r4", "invalid_email")}
     assert [p.entry.entry_id for p in plan.poison] == ["3-0"]
-    assert "3-0" not in {e.entry_id for e in plan.done_entries}
+    assert "3-0" not in {e.entry_id for e in plan.done_entries()}
 
 
 def test_names_in_any_script_and_emoji_are_kept() -> None:

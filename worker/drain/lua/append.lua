@@ -4,16 +4,18 @@
 -- KEYS[4] running totals hash (`accepted` is counted here, for `sigingest stats`)
 -- ARGV[1] entry payload   ARGV[2] receipt   ARGV[3] idempotency TTL seconds
 -- ARGV[4] per-shard backlog limit (0 = off)   ARGV[5] "1" when an idempotency key was given
-local status = redis.call('HGET', KEYS[1], 'status')
+-- Replies {'ok', receipt, confirm}: confirm is the petition's email-confirmation mode ('1' or '0').
+local status, confirm = unpack(redis.call('HMGET', KEYS[1], 'status', 'confirm'))
 if not status then return {'unknown'} end
 if status ~= 'open' then return {'closed'} end
+confirm = confirm or '0'
 if ARGV[5] == '1' then
   local prior = redis.call('GET', KEYS[3])
-  if prior then return {'ok', prior} end
+  if prior then return {'ok', prior, confirm} end
 end
 local limit = tonumber(ARGV[4])
 if limit > 0 and redis.call('XLEN', KEYS[2]) >= limit then return {'full'} end
 redis.call('XADD', KEYS[2], '*', 's', ARGV[1])
 redis.call('HINCRBY', KEYS[4], 'accepted', 1)
 if ARGV[5] == '1' then redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3]) end
-return {'ok', ARGV[2]}
+return {'ok', ARGV[2], confirm}
