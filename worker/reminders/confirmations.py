@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from worker.drain.registry import Registry
 from worker.reminders.confirm_message import ToConfirm, render_confirmation
 from worker.reminders.message import Letterhead
 from worker.reminders.transport import PermanentFailure, ServerUnavailable, TemporaryFailure, Transport
@@ -198,8 +199,11 @@ def owed_emails(conn: Conn) -> int:
     return int(row[0]) if row else 0
 
 
-def send_confirmations(settings: Any, *, transport: Transport | None = None) -> ConfirmReport:
-    """One run built from `settings` (the Celery task and tests)."""
+def send_confirmations(
+    settings: Any, registry: Registry | None = None, *, transport: Transport | None = None
+) -> ConfirmReport:
+    """One run built from `settings` (the Celery task and tests); the pending counts expiry
+    lowered are published to `registry` after the commit."""
     from worker.reminders.run import letterhead
     from worker.reminders.tokens import confirm_key
     from worker.reminders.transport import transport_for
@@ -213,5 +217,7 @@ def send_confirmations(settings: Any, *, transport: Transport | None = None) -> 
             conn, transport, letterhead(settings), confirm_key(settings.unsubscribe_secret), policy
         )
         report = run.run()
+    if registry is not None and report.awaiting:
+        registry.set_awaiting(report.awaiting)
     log.info("confirmation emails: %s", report.summary())
     return report

@@ -56,12 +56,10 @@ def send_confirmations_task() -> dict[str, Any]:
     """Expire old pending signatures, send owed confirmation emails and reminders to confirm.
     A run that spent its whole batch queues the next at once (a viral petition's backlog)."""
     rt = runtime(settings)
-    report = send_confirmations(settings)
+    report = send_confirmations(settings, rt.registry)
     rt.metrics.confirm_emails.labels("sent").inc(report.sent)
     rt.metrics.confirm_emails.labels("reminded").inc(report.reminded)
     rt.metrics.confirm_emails.labels("failed").inc(report.failed)
-    if report.awaiting:
-        rt.registry.set_awaiting(report.awaiting)
     spent = report.sent + report.reminded + report.failed + report.retrying
     if report.stopped is None and spent >= settings.confirm_batch:
         send_confirmations_task.apply_async()
