@@ -290,8 +290,6 @@ def _json(body: object, status: int, headers: Mapping[str, str] | None = None) -
 def with_pages(routes: list[Route], intake: Intake) -> list[Route]:
     """The intake's routes with the petition page added: the petition and signing endpoints
     wrapped to serve browsers, plus the thank-you page and the page's static files."""
-    from api_stub.pages.confirm import confirm_routes  # it builds on this module
-
     pages = PetitionPages(intake)
     wrapped = []
     for route in routes:
@@ -304,5 +302,4 @@ def with_pages(routes: list[Route], intake: Intake) -> list[Route]:
         *wrapped,
         Route("/petitions/{petition_id}/thanks", pages.thanks, methods=["GET"], include_in_schema=False),
         Route("/static/{name}", serving_assets(load_assets()), methods=["GET"], include_in_schema=False),
-        *confirm_routes(pages),
     ]

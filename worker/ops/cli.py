@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     set_mode.add_argument("id", type=int)
     set_mode.add_argument(
         "--confirm-email", action=argparse.BooleanOptionalAction, required=True,
-        help="--confirm-email: count only confirmed signatures from now on; --no-confirm-email: count at once",
+        help="--confirm-email: count only confirmed signatures from now on; --no-confirm-email: at once",
     )  # fmt: skip
     for action in ("close", "victory"):
         actions.add_parser(action).add_argument("id", type=int)

@@ -138,7 +138,9 @@ def test_signing_again_while_pending_adds_no_row_and_resends_at_most_once_an_hou
     assert send().sent == 0
     assert one(db, "SELECT count(*) FROM signatures WHERE petition_id = %s", confirm_petition.id) == 2
     # An hour later the email goes again, once however often she signs
-    db.execute("UPDATE signatures SET confirm_sent_at = now() - interval '61 minutes' WHERE state = 'pending'")
+    db.execute(
+        "UPDATE signatures SET confirm_sent_at = now() - interval '61 minutes' WHERE state = 'pending'"
+    )
     sign(client, confirm_petition.id, "ann@example.org")
     sign(client, confirm_petition.id, "ann+petitions@example.org")
     drain()
@@ -178,7 +180,9 @@ def test_a_confirmation_for_a_signature_that_never_comes_is_recorded_unknown(
     token = make_confirm_token(confirm_key(csettings.unsubscribe_secret), confirm_petition.id, "f" * 32)
     assert client.post(f"/confirm/{token}", follow_redirects=False).status_code == 303
     drain()  # redelivered until its last delivery, then recorded
-    assert db.execute("SELECT receipt, reason FROM refused_confirmations").fetchall() == [("f" * 32, "unknown")]
+    assert db.execute("SELECT receipt, reason FROM refused_confirmations").fetchall() == [
+        ("f" * 32, "unknown")
+    ]
     assert one(db, "SELECT signature_count FROM petitions WHERE id = %s", confirm_petition.id) == 1
 
 
@@ -209,7 +213,10 @@ def test_switching_the_mode_keeps_counted_signatures_and_changes_new_ones(
     client.post(bob_link)
     drain()
     assert counts(client, petition.id) == (4, 0)
-    assert one(db, "SELECT count(*) FROM signatures WHERE petition_id = %s AND state = 'validated'", petition.id) == 4
+    assert (
+        one(db, "SELECT count(*) FROM signatures WHERE petition_id = %s AND state = 'validated'", petition.id)
+        == 4
+    )
 
 
 def test_pending_signatures_expire_after_the_ttl_and_the_person_may_sign_again(
@@ -257,7 +264,9 @@ def test_one_reminder_to_confirm_goes_after_a_day_in_the_seeds_voice(
     assert send().sent == 2
     assert send().reminded == 0  # not yet a day
     db.execute("UPDATE signatures SET accepted_at = now() - interval '25 hours' WHERE state = 'pending'")
-    db.execute("INSERT INTO unsubscribes (canonical_email, unsubscribed_at) VALUES ('bob@example.org', now())")
+    db.execute(
+        "INSERT INTO unsubscribes (canonical_email, unsubscribed_at) VALUES ('bob@example.org', now())"
+    )
     assert send().reminded == 1
     assert send().reminded == 0  # once only
     reminder = mailbox.to("ann@example.org")[-1]
