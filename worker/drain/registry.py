@@ -88,6 +88,16 @@ class Registry:
                 pipe.hset(self._keys.petition(petition_id), "awaiting", n)
             pipe.execute()
 
+    def add_totals(self, increments: Mapping[str, int], gauges: Mapping[str, int] | None = None) -> None:
+        """Add to the running totals `sigingest stats` shows (zeros skipped); set `gauges` as they are."""
+        with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for name, n in increments.items():
+                if n:
+                    pipe.hincrby(self._keys.totals, name, n)
+            for name, value in (gauges or {}).items():
+                pipe.hset(self._keys.totals, name, value)
+            pipe.execute()
+
     def get(self, petition_id: int) -> PetitionCard | None:
         with translated():
             data: Any = self._redis.hgetall(self._keys.petition(petition_id))

@@ -69,6 +69,8 @@ QUEUE_LAG: Final = "sigingest_queue_lag_seconds"
 QUEUE_CONSUMERS: Final = "sigingest_queue_consumers"
 # Entries in the dead-letter stream: each needs an operator's look.
 QUEUE_DEAD_LETTERS: Final = "sigingest_queue_dead_letter_entries"
+# Pending signatures whose confirmation email is not sent yet, as the last confirmations run saw it.
+CONFIRM_EMAILS_OWED: Final = "sigingest_confirm_emails_owed"
 # 1 when the last scrape could read Redis, 0 when it could not.
 QUEUE_UP: Final = "sigingest_queue_up"
 # Petitions whose last-hour signatures came over a suspicious share from one hashed IP or one email
@@ -94,6 +96,8 @@ COUNTERS: Final = (
     WORKER_DATABASE_ERRORS,
     WORKER_RETRIES,
     REMINDER_EMAILS,
+    CONFIRM_EMAILS,
+    WORKER_CONFIRMATIONS,
 )
 HISTOGRAMS: Final = (INTAKE_REQUEST_DURATION, WORKER_BATCH_SIZE, WORKER_BATCH_DURATION)
 GAUGES: Final = (
@@ -104,6 +108,7 @@ GAUGES: Final = (
     QUEUE_LAG,
     QUEUE_CONSUMERS,
     QUEUE_DEAD_LETTERS,
+    CONFIRM_EMAILS_OWED,
     QUEUE_UP,
     SUSPICIOUS_PETITIONS,
 )

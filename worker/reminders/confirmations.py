@@ -94,6 +94,7 @@ class ConfirmReport:
     retrying: int = 0  # refused for now (4xx): still owed
     expired: int = 0
     stopped: str | None = None
+    owed: int = 0  # confirmation emails still owed after the run
     awaiting: dict[int, int] | None = None  # petitions whose pending count expiry lowered
 
     def summary(self) -> dict[str, Any]:
@@ -103,6 +104,7 @@ class ConfirmReport:
             "failed": self.failed,
             "retrying": self.retrying,
             "expired": self.expired,
+            "owed": self.owed,
             "stopped": self.stopped,
         }
 
@@ -217,7 +219,10 @@ def send_confirmations(
             conn, transport, letterhead(settings), confirm_key(settings.unsubscribe_secret), policy
         )
         report = run.run()
-    if registry is not None and report.awaiting:
-        registry.set_awaiting(report.awaiting)
+        report.owed = owed_emails(conn)
+    if registry is not None:
+        if report.awaiting:
+            registry.set_awaiting(report.awaiting)
+        registry.add_totals({"expired": report.expired}, gauges={"confirm_emails_owed": report.owed})
     log.info("confirmation emails: %s", report.summary())
     return report

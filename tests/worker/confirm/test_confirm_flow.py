@@ -274,3 +274,33 @@ def test_one_reminder_to_confirm_goes_after_a_day_in_the_seeds_voice(
     assert "/unsubscribe/" in reminder.text()
     assert link_path(mailbox, "ann@example.org", 0) == link_path(mailbox, "ann@example.org", 1)
     assert len(mailbox.to("bob@example.org")) == 1  # unsubscribed: no reminder
+
+
+def test_stats_and_metrics_show_pending_confirmed_expired_and_the_email_backlog(
+    client: TestClient,
+    confirm_petition: PetitionCard,
+    drain: Callable[[], int],
+    send: Send,
+    mailbox: Recorder,
+    rt: Runtime,
+    db: DB,
+) -> None:
+    from worker.observability.queue_stats import QueueCollector
+    from worker.observability.stats import gather
+
+    for name in ("ann", "bob", "cy"):
+        sign(client, confirm_petition.id, f"{name}@example.org")
+    drain()
+    totals = gather(rt.redis, rt.keys, 0).as_dict()["totals"]
+    assert (totals["pending"], totals["confirmed"]) == (3, 0)
+    send(confirm_batch=2)  # one email left owed
+    assert gather(rt.redis, rt.keys, 0).confirm_emails_owed == 1
+    scraped = {f.name: f.samples[0].value for f in QueueCollector(rt.redis, rt.keys).collect() if f.samples}
+    assert scraped["sigingest_confirm_emails_owed"] == 1
+    client.post(link_path(mailbox, mailbox.received[0].rcpt_tos[0]))
+    db.execute("UPDATE signatures SET accepted_at = now() - interval '8 days' WHERE state = 'pending'")
+    drain()
+    send()
+    stats = gather(rt.redis, rt.keys, 0)
+    assert (stats.pending, stats.confirmed, stats.expired, stats.confirm_emails_owed) == (3, 1, 2, 0)
+    assert counts(client, confirm_petition.id) == (2, 0)
