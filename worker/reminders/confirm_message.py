@@ -92,7 +92,10 @@ def render_confirmation(
     }
     msg = EmailMessage()
     msg["From"] = letterhead.sender
-    msg["To"] = Address(display_name=one_line(item.name), addr_spec=item.email)
+    try:
+        msg["To"] = Address(display_name=one_line(item.name), addr_spec=item.email)
+    except ValueError:  # an internationalised local part: the bare address (the server needs SMTPUTF8)
+        msg["To"] = one_line(item.email)
     msg["Subject"] = subject
     msg["Date"] = date
     kind = "confirm-reminder" if reminder else "confirm"

@@ -173,7 +173,13 @@ class ConfirmationRun:
         done: list[int] = []
         date = formatdate(usegmt=True)
         for item in chunk:
-            message = render_confirmation(item, self.letterhead, self.key, date, reminder=reminder)
+            try:
+                message = render_confirmation(item, self.letterhead, self.key, date, reminder=reminder)
+            except ValueError:  # an address no message can carry: never owed again
+                log.warning("confirmation email for signature %d cannot be written", item.signature_id)
+                self.report.failed += 1
+                done.append(item.signature_id)
+                continue
             try:
                 self.transport.send(message, self.letterhead.sender, item.email)
             except PermanentFailure:

@@ -304,3 +304,19 @@ def test_stats_and_metrics_show_pending_confirmed_expired_and_the_email_backlog(
     stats = gather(rt.redis, rt.keys, 0)
     assert (stats.pending, stats.confirmed, stats.expired, stats.confirm_emails_owed) == (3, 1, 2, 0)
     assert counts(client, confirm_petition.id) == (2, 0)
+
+
+def test_an_internationalised_address_is_mailed_or_failed_never_blocking_the_backlog(
+    client: TestClient,
+    confirm_petition: PetitionCard,
+    drain: Callable[[], int],
+    send: Send,
+    mailbox: Recorder,
+) -> None:
+    sign(client, confirm_petition.id, "jos\u00e9@example.org", name="Jos\u00e9")
+    sign(client, confirm_petition.id, "ann@example.org")
+    drain()
+    report = send()
+    assert report.sent + report.failed == 2 and report.stopped is None
+    assert len(mailbox.to("ann@example.org")) == 1
+    assert send().sent + send().failed == 0  # nothing left owed
