@@ -181,7 +181,7 @@ class ConfirmationRun:
                 done.append(item.signature_id)
                 continue
             try:
-                self.transport.send(message, self.letterhead.sender, item.email)
+                self.transport.send_raw(message, self.letterhead.sender, item.email)
             except PermanentFailure:
                 self.report.failed += 1
                 done.append(item.signature_id)
