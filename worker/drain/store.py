@@ -304,7 +304,8 @@ class SignatureStore:
         conn: psycopg.Connection[tuple[object, ...]], outcome: BatchOutcome, petition_ids: list[int]
     ) -> tuple[dict[int, int], dict[int, int]]:
         """Add the batch's `+n` (stored and confirmed) and its change to the pending count;
-        returns the counts and the pending counts after it, per petition."""
+        returns the counts after it per petition, and the pending counts of the petitions that
+        have or had pending signatures (the others need no publishing)."""
         # Every petition of the batch, even with nothing new (a redelivered batch): the counts
         # returned are published to the registry, which a crash before the publish left behind.
         ids = sorted(
@@ -324,5 +325,6 @@ class SignatureStore:
         awaiting: dict[int, int] = {}
         for i, count, pending in conn.execute(ADD_COUNTS, params):
             counts[int(i)] = int(count)  # type: ignore[call-overload]
-            awaiting[int(i)] = int(pending)  # type: ignore[call-overload]
+            if pending or outcome.pending[int(i)] or outcome.confirmed[int(i)]:  # type: ignore[call-overload]
+                awaiting[int(i)] = int(pending)  # type: ignore[call-overload]
         return counts, awaiting
