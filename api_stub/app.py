@@ -15,7 +15,8 @@ from api_stub.intake.handlers import Intake, answering_errors
 from api_stub.intake.openapi import openapi_route
 from api_stub.intake.queue import IntakeQueue
 from api_stub.metrics import observe
-from api_stub.pages.routes import with_pages
+from api_stub.pages.confirm import confirm_routes
+from api_stub.pages.routes import PetitionPages, with_pages
 from api_stub.pages.unsubscribe import unsubscribe_routes
 from worker.connections import async_redis_client
 from worker.drain.durability import AckPolicy
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     # Features beyond the intake add their routes from their own modules, one line each here.
     routes = with_pages(routes, intake)
+    routes += confirm_routes(PetitionPages(intake))
     routes += unsubscribe_routes(
         settings.unsubscribe_secret, client, keys, settings.unsubscribe_secret_previous
     )

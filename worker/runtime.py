@@ -68,7 +68,11 @@ class Runtime:
         observer = BatchObserver(self.metrics, self.redis, self.keys, s.max_deliveries)
         return Drainer(
             self.streams,
-            SignatureStore(s.libpq_url, Erasures(self.redis, self.keys, s.ip_hash_secret).erased),
+            SignatureStore(
+                s.libpq_url,
+                Erasures(self.redis, self.keys, s.ip_hash_secret).erased,
+                confirm_resend_seconds=s.confirm_resend_seconds,
+            ),
             self.registry,
             EmailChecker(deliverability=s.check_deliverability),
             config,

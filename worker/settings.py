@@ -111,8 +111,19 @@ class Settings(BaseSettings):
     smtp_url: str = "smtp://127.0.0.1:8025"  # smtp://[user:pass@]host:port, smtps://..., file:///dir
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = Field(30.0, gt=0)
+    # Email-confirmed signatures (petitions created or set with --confirm-email)
+    confirm_resend_seconds: float = Field(
+        3600.0, ge=0
+    )  # a pending signer signing again: resend at most this often
+    confirm_ttl: float = Field(7 * 86_400.0, gt=0)  # pending signatures older than this expire
+    confirm_remind_after: float = Field(86_400.0, gt=0)  # one reminder to confirm, this long after signing
+    confirm_batch: int = Field(2000, ge=1)  # confirmation emails per send run at most
+    confirm_every: float = Field(10.0, gt=0)  # seconds between beat runs of reminders.send_confirmations
 
-    @field_validator("reminder_every", "reminder_min_interval", mode="before")
+    @field_validator(
+        "reminder_every", "reminder_min_interval", "confirm_resend_seconds", "confirm_ttl",
+        "confirm_remind_after", "confirm_every", mode="before",
+    )  # fmt: skip
     @classmethod
     def _accept_duration_suffixes(cls, value: Any) -> Any:
         """Seconds, or a number with s/m/h/d ("7d", "1h")."""

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api_stub.intake.parse import IntakeError, parse_petition_id, parse_submission
-from api_stub.intake.queue import IntakeQueue
+from api_stub.intake.queue import Appended, IntakeQueue
 from worker.errors import QueueUnavailable
 from worker.pipeline.client_address import client_address, client_key, parse_networks
 from worker.pipeline.fields import SignatureFields
@@ -75,16 +75,16 @@ class Intake:
         fields = parse_submission(
             request.headers.get("content-type"), body, request.headers.get("idempotency-key")
         )
-        receipt = await self.enqueue(request, petition_id, fields)
-        return json_response({"receipt": receipt, "status": "queued"}, 202)
+        appended = await self.enqueue(request, petition_id, fields)
+        return json_response(accepted_body(appended), 202)
 
     async def enqueue(
         self, request: Request, petition_id: int, fields: SignatureFields, *, honeypot: bool = False
-    ) -> str:
-        """Append checked fields to the stream and return the receipt (a prior one for a repeated
-        idempotency key and the same request). Raises `IntakeError` (404, 409, 422 key reused with
-        another request, 503 backlog full) or `QueueUnavailable`;
-        the JSON intake and the browser form share it."""
+    ) -> Appended:
+        """Append checked fields to the stream; returns the outcome with the receipt (a prior one
+        for a repeated idempotency key and the same request) and the petition's confirmation mode.
+        Raises `IntakeError` (404, 409, 422 key reused with another request, 503 backlog full) or
+        `QueueUnavailable`; the JSON intake and the browser form share it."""
         appended = await self.queue.append(
             petition_id,
             fields,
@@ -94,7 +94,7 @@ class Intake:
             honeypot=honeypot,
         )
         if appended.status == "ok" and appended.receipt:
-            return appended.receipt
+            return appended
         if appended.status == "closed":
             raise IntakeError(409, "petition_closed", "this petition no longer takes signatures")
         if appended.status == "reused":
@@ -122,6 +122,9 @@ class Intake:
                 "starter_name": card.starter_name,
                 "status": card.status,
                 "signature_count": card.signature_count,
+                "awaiting_confirmation": card.awaiting_confirmation,
+                "confirm_email": card.confirm_email,
+                "target": card.target or None,
                 "call_to_action": call_to_action(card.starter_name, card.status, card.signature_count),
             }
         )
@@ -139,6 +142,15 @@ class Intake:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def accepted_body(appended: Appended) -> dict[str, str]:
+    """The 202's body: the receipt, and `"confirmation": "email"` when the signature counts only
+    once its signer follows the emailed link."""
+    body = {"receipt": appended.receipt or "", "status": "queued"}
+    if appended.confirm:
+        body["confirmation"] = "email"
+    return body
 
 
 def answering_errors(handler: Handler) -> Handler:

@@ -106,6 +106,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "starter_name": {"type": "string"},
             "status": {"type": "string", "enum": ["open", "closed", "victory"]},
             "signature_count": {"type": "integer", "minimum": 0},
+            "awaiting_confirmation": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "signatures stored awaiting email confirmation (not counted yet)",
+            },
+            "confirm_email": {"type": "boolean", "description": "signatures count once confirmed by email"},
+            "target": {"type": "string", "nullable": True, "description": "the decision maker"},
             "call_to_action": {"type": "string"},
         },
     }
@@ -133,13 +140,16 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "responses": {
             "202": _answer(
-                "queued; the same idempotency key with the same request gives the same receipt",
+                "queued; the same idempotency key with the same request gives the same receipt. "
+                "`confirmation: email`: the petition counts the signature only once its signer "
+                "follows the emailed link",
                 {
                     "type": "object",
                     "required": ["receipt", "status"],
                     "properties": {
                         "receipt": {"type": "string"},
                         "status": {"type": "string", "enum": ["queued"]},
+                        "confirmation": {"type": "string", "enum": ["email"]},
                     },
                 },
             ),

@@ -30,7 +30,7 @@ from worker.drain.durability import AckPolicy, fsync_policy, status, text_dict
 from worker.drain.registry import PetitionCard, card_from_hash
 from worker.drain.streams import lua, translated
 from worker.keys import Keys
-from worker.pipeline.entry import encode
+from worker.pipeline.entry import encode, encode_confirmation
 from worker.pipeline.fields import SignatureFields
 
 Call = tuple[list[Any], list[Any], "asyncio.Future[Any]"]
@@ -38,10 +38,12 @@ Call = tuple[list[Any], list[Any], "asyncio.Future[Any]"]
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """The outcome of one append: `ok` (with the receipt), `unknown`, `closed`, `full` or `reused`."""
+    """The outcome of one append: `ok` (with the receipt), `unknown`, `closed`, `full` or `reused`;
+    `confirm`: the petition counts the signature only once its signer confirms by email."""
 
     status: str
     receipt: str | None = None
+    confirm: bool = False
 
 
 class SharedRoundTrips:
@@ -157,6 +159,7 @@ class IntakeQueue:
         self._redis = client
         self._keys = keys
         self._append = SharedRoundTrips(client, lua("append"), ack)
+        self._confirm = SharedRoundTrips(client, lua("confirm"), ack)
         self._ttl = idempotency_ttl
         self._max_keys = idempotency_max_keys
         self._shard_limit = math.ceil(max_backlog / keys.shards) if max_backlog else 0
@@ -197,7 +200,22 @@ class IntakeQueue:
                 args=[payload, receipt, self._ttl, self._shard_limit, keyed, stamp, self._max_keys],
             )
         status = reply[0].decode()
-        return Appended(status, reply[1].decode() if len(reply) > 1 else None)
+        if len(reply) < 2:
+            return Appended(status)
+        return Appended(status, reply[1].decode(), len(reply) > 2 and reply[2] == b"1")
+
+    async def confirm(self, petition_id: int, receipt: str, confirmed_ms: int) -> str:
+        """Queue a confirmation (its token already checked): `ok`, `unknown` petition or `full`."""
+        stream = self._keys.stream(self._keys.shard_for_email(receipt))  # any stable spread will do
+        payload = encode_confirmation(receipt, petition_id, confirmed_ms)
+        with translated(self.on_unavailable):
+            if await self._memory.full():
+                return "full"  # the rest of Redis's memory is the workers' room
+            reply = await self._confirm.call(
+                keys=[self._keys.petition(petition_id), stream, self._keys.totals],
+                args=[payload, self._shard_limit],
+            )
+        return bytes(reply).decode()
 
     async def petition(self, petition_id: int) -> PetitionCard | None:
         with translated(self.on_unavailable):

@@ -21,8 +21,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from api_stub.intake.handlers import Intake
+from api_stub.intake.handlers import Intake, accepted_body
 from api_stub.intake.parse import IntakeError, _form_object, parse_petition_id
+from api_stub.intake.queue import Appended
 from api_stub.pages import csrf
 from api_stub.pages.assets import load_assets, serving_assets
 from api_stub.pages.form import (
@@ -33,6 +34,7 @@ from api_stub.pages.form import (
     plain_messages,
     prefers_html,
 )
+from api_stub.pages.text import render_text
 from worker.drain.registry import PetitionCard
 from worker.errors import QueueUnavailable
 from worker.pipeline.emails import EmailChecker
@@ -127,11 +129,11 @@ class PetitionPages:
             card = await self._card_or_none(request)
         except QueueUnavailable:
             text = "We cannot show this petition just now. Please try again in a minute."
-            return self._message(
+            return self.message(
                 503, "Please try again shortly", text, {"Retry-After": RETRY_AFTER["unavailable"]}
             )
         if card is None:
-            return self._message(404, "Petition not found", MESSAGES["petition_not_found"])
+            return self.message(404, "Petition not found", MESSAGES["petition_not_found"])
         return render(card)
 
     async def _card_or_none(self, request: Request) -> PetitionCard | None:
@@ -157,7 +159,7 @@ class PetitionPages:
         state = FormState()
         try:
             petition_id = parse_petition_id(request.path_params["petition_id"])
-            receipt = await self._accept(request, petition_id, state)
+            appended = await self._accept(request, petition_id, state)
         except IntakeError as exc:
             return await self._refuse(request, exc, state)
         except QueueUnavailable:
@@ -165,9 +167,9 @@ class PetitionPages:
             return await self._refuse(request, unavailable, state)
         if prefers_html(request.headers.get("accept")):
             return RedirectResponse(f"/petitions/{petition_id}/thanks", 303)
-        return _json({"receipt": receipt, "status": "queued"}, 202)
+        return _json(accepted_body(appended), 202)
 
-    async def _accept(self, request: Request, petition_id: int, state: FormState) -> str:
+    async def _accept(self, request: Request, petition_id: int, state: FormState) -> Appended:
         """Check the post and queue it; returns the receipt. Raises `IntakeError`, `QueueUnavailable`."""
         body = await self.intake.read_body(request)
         data = _form_object(body)
@@ -224,7 +226,7 @@ class PetitionPages:
         except QueueUnavailable:
             card = None
         if card is None:
-            return self._message(
+            return self.message(
                 problem.status, "We could not take your signature", state.message or "", headers
             )
         return self._petition_page(request, card, state, problem.status, headers)
@@ -242,6 +244,7 @@ class PetitionPages:
         token, new_nonce = self._token(request) if card.status == "open" else ("", None)
         html = self.templates.get_template("petition.html").render(
             card=card,
+            body=render_text(card.body),
             first_name=first_name(card.starter_name),
             call_to_action=call_to_action(card.starter_name, card.status, card.signature_count),
             form=state,
@@ -253,7 +256,7 @@ class PetitionPages:
         response = HTMLResponse(html, status, {**PAGE_HEADERS, **(headers or {})})
         return self._remember(response, new_nonce)
 
-    def _message(
+    def message(
         self, status: int, heading: str, text: str, headers: Mapping[str, str] | None = None
     ) -> Response:
         html = self.templates.get_template("message.html").render(heading=heading, text=text)

@@ -86,7 +86,7 @@ def test_a_signer_fills_the_form_sees_the_thank_you_and_watches_the_count_rise(
     assert page.text(".starter") == "Started by Clara LONG"
     assert page.text("#nudge-heading") == "Today: Clara is counting on you"
     assert page.text(".nudge p") == (
-        f"Clara LONG needs your help with “{SEED_TITLE}”. Join Clara and 0 supporters today."
+        f"Clara LONG needs your help with “{SEED_TITLE}”. Be the first to join Clara today."
     )
     assert page.text(".count") == "1 signature" and not page.checked("#opt_in")
     page.screenshot("01-petition-open")
@@ -104,7 +104,7 @@ def test_a_signer_fills_the_form_sees_the_thank_you_and_watches_the_count_rise(
     # And once the worker's batch is committed the count on the page rises by itself
     wait_for(lambda: count_on(page) == 2, timeout=45, interval=0.5)
     assert page.text(".count") == "2 signatures"
-    assert page.text("#call-to-action") == "Join Clara and 1 supporters today."
+    assert page.text("#call-to-action") == "Join Clara and 1 other supporter today."
     page.screenshot("04-count-risen")
     assert stored(db, petition.id) == [
         ("ann.lee@example.org", "Ann Lee", "SW1A 1AA", "United Kingdom", True, "validated")
@@ -136,7 +136,7 @@ def test_signing_again_with_the_same_email_in_another_case_leaves_the_count_unch
     wait_for(lambda: every_batch_published(rt), timeout=45, interval=0.2)
     assert count_on(again) == 2
     again.reload()
-    assert count_on(again) == 2 and "Join Clara and 1 supporters today." in again.text(".nudge")
+    assert count_on(again) == 2 and "Join Clara and 1 other supporter today." in again.text(".nudge")
     again.screenshot("05-same-email-count-unchanged")
     assert len(stored(db, petition.id)) == 1
 

@@ -1,7 +1,9 @@
 """The tables, as SQLAlchemy Core metadata. Alembic migrations in `worker/db/migrations/` create them.
 
 Signature states follow a large public petitions site: `validated` signatures are counted;
-`fraudulent` and `invalidated` ones are kept for audit and never counted.
+`fraudulent` and `invalidated` ones are kept for audit and never counted; `pending` ones (a
+petition in email-confirmation mode) wait for their signer to follow the emailed link, and
+are counted only then.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ REJECT_REASONS = (
     "invalid_field",
     "duplicate",
     "erased",  # `sigingest forget` (the receipt only, no personal data)
+    "expired",  # pending, never confirmed within CONFIRM_TTL (the row is deleted)
 )
 
 petitions = Table(
@@ -47,6 +50,10 @@ petitions = Table(
     Column("goal", Integer),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("closed_at", DateTime(timezone=True)),
+    Column("confirm_email", Boolean, nullable=False, server_default="false"),
+    Column("body", Text),  # the petition's own words (Markdown or plain paragraphs)
+    Column("target", Text),  # the decision maker it is addressed to
+    Column("awaiting_count", BigInteger, nullable=False, server_default="0"),  # pending signatures
     CheckConstraint("status IN ('open', 'closed', 'victory')", name="petitions_status"),
 )
 
@@ -68,20 +75,40 @@ signatures = Table(
     Column("state", Text, nullable=False, server_default="validated"),
     Column("accepted_at", DateTime(timezone=True), nullable=False),
     Column("persisted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # At most one counted (validated) row per person and petition; uncounted rows (fraudulent,
-    # invalidated) never take the person's place: the third key is NULL for them (migration
-    # 0004). Leads with canonical_email: it also serves look-ups by person (forget, reminders).
+    Column("confirm_sent_at", DateTime(timezone=True)),  # NULL while pending: the email is owed
+    Column("confirm_reminded_at", DateTime(timezone=True)),
+    Column("confirmed_at", DateTime(timezone=True)),
+    # At most one live row (validated, or pending its signer's confirmation) per person and
+    # petition; uncounted rows (fraudulent, invalidated) never take the person's place: the third
+    # key is NULL for them (migration 0004). Leads with canonical_email: it also serves look-ups
+    # by person (forget, reminders).
     Index(
         "signatures_one_counted_per_person",
         "canonical_email",
         "petition_id",
-        text("(CASE WHEN state = 'validated' THEN true END)"),
+        text("(CASE WHEN state IN ('validated', 'pending') THEN true END)"),
         unique=True,
     ),
     CheckConstraint(
         "state IN ('pending', 'validated', 'invalidated', 'fraudulent')", name="signatures_state"
     ),
     Index("signatures_petition_accepted", "petition_id", "accepted_at"),
+    Index(
+        "signatures_confirm_unsent",
+        "id",
+        postgresql_where=text("state = 'pending' AND confirm_sent_at IS NULL"),
+    ),
+    Index("signatures_pending_accepted", "accepted_at", postgresql_where=text("state = 'pending'")),
+)
+
+refused_confirmations = Table(
+    "refused_confirmations",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("receipt", Text, nullable=False, unique=True),
+    Column("petition_id", BigInteger),
+    Column("reason", Text, nullable=False),  # expired, erased, invalidated, unknown, ...
+    Column("refused_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 rejected_signatures = Table(

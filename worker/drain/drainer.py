@@ -175,6 +175,7 @@ class Drainer:
                     poison.error,
                 )
         self.registry.raise_counts(result.outcome.counts)
+        self.registry.set_awaiting(result.outcome.awaiting)
         if self._on_batch:
             self._on_batch(result, self._clock() - started)
         return result
@@ -183,9 +184,10 @@ class Drainer:
         """Commit a batch; if PostgreSQL refuses its content, split it until the bad entry is
         alone, and commit the rest."""
         plan = plan_batch(entries, self.emails, self._abuse)
+        plan.max_deliveries = self.config.max_deliveries
         try:
             outcome = self.store.write(plan)
-            return BatchResult(outcome, plan.done_entries, plan.poison)
+            return BatchResult(outcome, plan.done_entries(outcome.waiting), plan.poison)
         except BatchRejected as exc:
             if len(entries) == 1:
                 return BatchResult(BatchOutcome(), [], [Poison(entries[0], str(exc))])

@@ -35,8 +35,12 @@ def create_petition(
     starter_name: str,
     starter_email: str | None = None,
     goal: int | None = None,
+    confirm_email: bool = False,
+    body: str | None = None,
+    target: str | None = None,
 ) -> PetitionCard:
-    """Create an open petition with the starter's own signature (count starts at 1)."""
+    """Create an open petition with the starter's own signature (count starts at 1; the
+    starter's signature is counted in either mode: they confirmed by creating it)."""
     checked = EmailChecker().check(starter_email) if starter_email else None
     with engine.begin() as conn:
         petition_id = conn.execute(
@@ -47,6 +51,9 @@ def create_petition(
                 starter_name=starter_name,
                 goal=goal,
                 signature_count=1,
+                confirm_email=confirm_email,
+                body=body,
+                target=target,
             )
             .returning(petitions.c.id)
         ).scalar_one()
@@ -62,7 +69,27 @@ def create_petition(
                 accepted_at=datetime.now(UTC),
             )
         )
-    card = PetitionCard(petition_id, title, starter_name, "open", 1, slug)
+    card = PetitionCard(
+        petition_id, title, starter_name, "open", 1, slug, confirm_email, body or "", target or ""
+    )
+    registry.publish([card])
+    return card
+
+
+def set_confirm_email(engine: Engine, registry: Registry, petition_id: int, on: bool) -> PetitionCard:
+    """Switch email-confirmation mode. Signatures already counted stay counted; from the next
+    batch on, new ones are stored `pending` (on) or `validated` (off). Pending signatures made
+    before a switch off can still be confirmed by their link."""
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(petitions)
+            .where(petitions.c.id == petition_id)
+            .values(confirm_email=on)
+            .returning(petitions.c.id)
+        ).first()
+        if changed is None:
+            raise PetitionNotFound(f"no petition {petition_id}")
+        card = _cards(conn, petition_id)[0]
     registry.publish([card])
     return card
 
@@ -99,6 +126,9 @@ def _cards(conn: Connection, petition_id: int | None = None) -> list[PetitionCar
         petitions.c.status,
         petitions.c.signature_count,
         petitions.c.slug,
+        petitions.c.confirm_email,
+        func.coalesce(petitions.c.body, ""),
+        func.coalesce(petitions.c.target, ""),
     ).order_by(petitions.c.id)
     if petition_id is not None:
         query = query.where(petitions.c.id == petition_id)

@@ -26,14 +26,23 @@ class PetitionCard:
     status: str
     signature_count: int
     slug: str = ""
+    # Email-confirmation mode: signatures wait `pending` until their signer follows the link.
+    confirm_email: bool = False
+    body: str = ""  # the petition's own words, shown on its page
+    target: str = ""  # the decision maker
+    awaiting_confirmation: int = 0  # pending signatures (published by the drain, approximate)
 
     def as_hash(self) -> dict[Any, Any]:
+        """Everything but `awaiting_confirmation`, which the drain keeps by increments."""
         return {
             "title": self.title,
             "starter": self.starter_name,
             "status": self.status,
             "count": self.signature_count,
             "slug": self.slug,
+            "confirm": "1" if self.confirm_email else "0",
+            "body": self.body,
+            "target": self.target,
         }
 
 
@@ -70,6 +79,25 @@ class Registry:
                 pipe.hset(self._keys.petition(petition_id), "count", count)
             pipe.execute()
 
+    def set_awaiting(self, awaiting: Mapping[int, int]) -> None:
+        """Publish each petition's count of pending signatures (read after a commit)."""
+        if not awaiting:
+            return
+        with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for petition_id, n in awaiting.items():
+                pipe.hset(self._keys.petition(petition_id), "awaiting", n)
+            pipe.execute()
+
+    def add_totals(self, increments: Mapping[str, int], gauges: Mapping[str, int] | None = None) -> None:
+        """Add to the running totals `sigingest stats` shows (zeros skipped); set `gauges` as they are."""
+        with translated(), self._redis.pipeline(transaction=False) as pipe:
+            for name, n in increments.items():
+                if n:
+                    pipe.hincrby(self._keys.totals, name, n)
+            for name, value in (gauges or {}).items():
+                pipe.hset(self._keys.totals, name, value)
+            pipe.execute()
+
     def get(self, petition_id: int) -> PetitionCard | None:
         with translated():
             data: Any = self._redis.hgetall(self._keys.petition(petition_id))
@@ -87,4 +115,8 @@ def card_from_hash(petition_id: int, data: Mapping[bytes, bytes]) -> PetitionCar
         status=data[b"status"].decode(),
         signature_count=int(data.get(b"count", b"0")),
         slug=data.get(b"slug", b"").decode(),
+        confirm_email=data.get(b"confirm") == b"1",
+        body=data.get(b"body", b"").decode(),
+        target=data.get(b"target", b"").decode(),
+        awaiting_confirmation=max(0, int(data.get(b"awaiting", b"0"))),
     )

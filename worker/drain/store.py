@@ -2,14 +2,16 @@
 
 Inside the transaction, in order: read the batch's petitions' states, COPY the rows into a
 staging table, insert them (`ON CONFLICT DO NOTHING` against the unique receipt and the one
-counted row per (canonical email, petition)), record the rows that lost as duplicates and the
+live row per (canonical email, petition)), record the rows that lost as duplicates and the
 rejects with their reasons, then add `+n` to each petition's counts in petition-id order (so
 concurrent workers never deadlock). The commit makes the rows and the counts visible together.
 
-Only a `validated` row takes the person's place: an uncounted (`fraudulent`) row is stored
-beside any earlier uncounted ones, so a script signing with a real person's address never keeps
-that person's own signature from being counted. An uncounted row for a person who already has
-a counted one is a duplicate, as before.
+Only a live row, `validated` or `pending` (awaiting its signer's confirmation), takes the
+person's place: an uncounted (`fraudulent`, `invalidated`) row is stored beside any earlier
+uncounted ones, so a script signing with a real person's address never keeps that person's own
+signature from being counted. Any row for a person who already has a live one is a duplicate:
+signing again while pending stores nothing (the confirmation email is owed again, at most once
+per `confirm_resend_seconds`), and confirming `pending -> validated` never meets a second row.
 
 Driver errors become `RetryLater` (server gone, deadlock, schema missing: wait for the operator)
 or `BatchRejected` (PostgreSQL refused the content: the caller splits the batch).
@@ -27,8 +29,10 @@ import orjson
 import psycopg
 from psycopg import errors as pg_errors
 
+from worker.drain.confirm_store import apply_confirmations, request_resends
 from worker.drain.erasures import ERASURE_LOCK
 from worker.errors import BatchRejected, RetryLater
+from worker.pipeline.entry import Entry
 from worker.pipeline.plan import BatchPlan, PetitionState, Reject, Row, check_petitions
 
 # The columns in `Row`'s field order, so COPY takes a `Row` as it is.
@@ -41,25 +45,32 @@ SELECT {ROW_COLUMNS} FROM signatures WITH NO DATA
 # - Rows go in key order (COLLATE "C": bytes, no locale calls), so concurrent batches that share
 #   a person wait in one direction and never deadlock (tests/faults/test_viral_petition.py).
 # - It returns only counts per (petition, state) and the staged rows that lost, not every row.
-# - One arbiter, the person's counted key: a receipt clash is a person clash, so checking the
+# - One arbiter, the person's live key (PERSON_CONFLICT): a receipt clash is a person clash, so checking the
 #   receipt index first is wasted work; where it is not (a row rewritten by `anonymize`, its state
 #   changed by `invalidate`, a reused receipt) the receipt index refuses (23505) and the batch is
 #   written again with ON_ANY_CONFLICT.
 # - An uncounted row clashes with nothing on that key: it is inserted only when the person has no
-#   counted row and its receipt is not stored (one look-up in the person's index entries).
+#   live row and its receipt is not stored (one look-up in the person's index entries).
 # - `OFFSET 0` keeps each NOT EXISTS a per-row probe of the receipt index: as a hash anti join it
 #   read the whole other table on every batch, a cost that grew with the table.
 # - Planned at each batch (`prepare=False`): a plan cached while the tables were small would stay.
+# The person's live key: the expression of the unique index `signatures_one_counted_per_person`
+# (migration 0004), spelled the same so PostgreSQL infers that index as the arbiter.
+PERSON_CONFLICT = (
+    "ON CONFLICT (canonical_email, petition_id, (CASE WHEN state IN ('validated', 'pending') THEN true END))"
+    " DO NOTHING"
+)
 INSERT_SIGNATURES = f"""
 WITH stored AS (
     INSERT INTO signatures ({ROW_COLUMNS})
     SELECT {ROW_COLUMNS} FROM sig_staging s
     WHERE NOT EXISTS (SELECT 1 FROM rejected_signatures r WHERE r.receipt = s.receipt OFFSET 0)
-      AND (s.state = 'validated' OR NOT EXISTS (
+      AND (s.state IN ('validated', 'pending') OR NOT EXISTS (
           SELECT 1 FROM signatures g WHERE g.canonical_email = s.canonical_email
-          AND g.petition_id = s.petition_id AND (g.state = 'validated' OR g.receipt = s.receipt) OFFSET 0))
+          AND g.petition_id = s.petition_id
+          AND (g.state IN ('validated', 'pending') OR g.receipt = s.receipt) OFFSET 0))
     ORDER BY s.canonical_email COLLATE "C", s.petition_id
-    ON CONFLICT (canonical_email, petition_id, (CASE WHEN state = 'validated' THEN true END)) DO NOTHING
+    {PERSON_CONFLICT}
     RETURNING receipt, petition_id, state
 )
 SELECT NULL, petition_id, state, count(*), NULL FROM stored GROUP BY petition_id, state
@@ -67,10 +78,7 @@ UNION ALL
 SELECT s.receipt, s.petition_id, NULL, 0, s.accepted_at FROM sig_staging s
 WHERE NOT EXISTS (SELECT 1 FROM stored i WHERE i.receipt = s.receipt)
 """
-ON_ANY_CONFLICT = INSERT_SIGNATURES.replace(
-    "ON CONFLICT (canonical_email, petition_id, (CASE WHEN state = 'validated' THEN true END)) DO NOTHING",
-    "ON CONFLICT DO NOTHING",
-)
+ON_ANY_CONFLICT = INSERT_SIGNATURES.replace(PERSON_CONFLICT, "ON CONFLICT DO NOTHING")
 assert ON_ANY_CONFLICT != INSERT_SIGNATURES
 
 
@@ -95,10 +103,11 @@ SELECT petition_id, reason, count(*) FROM recorded GROUP BY petition_id, reason
 LOCK_PETITIONS = "SELECT id FROM petitions WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
 ADD_COUNTS = """
 UPDATE petitions p
-SET signature_count = p.signature_count + d.n, duplicate_count = p.duplicate_count + d.dup
-FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS d(id, n, dup)
+SET signature_count = p.signature_count + d.n, duplicate_count = p.duplicate_count + d.dup,
+    awaiting_count = p.awaiting_count + d.awaiting
+FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS d(id, n, dup, awaiting)
 WHERE p.id = d.id
-RETURNING p.id, p.signature_count
+RETURNING p.id, p.signature_count, p.awaiting_count
 """
 
 
@@ -154,18 +163,28 @@ class BatchOutcome:
     """What one committed batch changed."""
 
     persisted: Counter[int] = field(default_factory=Counter)  # petition -> counted rows
-    uncounted: int = 0  # rows stored but not counted (fraudulent)
+    uncounted: int = 0  # rows stored but not counted (fraudulent, pending)
     duplicates: Counter[int] = field(default_factory=Counter)  # petition -> duplicates
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> entries (not duplicates)
     counts: dict[int, int] = field(default_factory=dict)  # petition -> signature_count after commit
+    pending: Counter[int] = field(default_factory=Counter)  # petition -> rows stored awaiting confirmation
+    confirmed: Counter[int] = field(default_factory=Counter)  # petition -> confirmed (and counted) now
+    refused_confirmations: Counter[str] = field(default_factory=Counter)  # reason -> confirmations
+    waiting: list[Entry] = field(default_factory=list)  # confirmations left unacknowledged
+    awaiting: dict[int, int] = field(default_factory=dict)  # petition -> awaiting_count after commit
 
     def merge(self, other: BatchOutcome) -> None:
         self.persisted.update(other.persisted)
         self.uncounted += other.uncounted
         self.duplicates.update(other.duplicates)
         self.rejected.update(other.rejected)
+        self.pending.update(other.pending)
+        self.confirmed.update(other.confirmed)
+        self.refused_confirmations.update(other.refused_confirmations)
+        self.waiting.extend(other.waiting)
         for petition, count in other.counts.items():
             self.counts[petition] = max(count, self.counts.get(petition, 0))
+        self.awaiting.update(other.awaiting)
 
 
 @contextmanager
@@ -187,11 +206,19 @@ def translated() -> Iterator[None]:
 class SignatureStore:
     """One connection, reopened after failures. Not thread-safe: one per worker process."""
 
-    def __init__(self, dsn: str, erased: Callable[[list[Row]], set[str]] | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        erased: Callable[[list[Row]], set[str]] | None = None,
+        *,
+        confirm_resend_seconds: float = 3600.0,
+    ) -> None:
         """`erased` gives the receipts of rows whose person `forget` marked (drain/erasures.py):
-        asked inside the transaction, under the shared `ERASURE_LOCK`."""
+        asked inside the transaction, under the shared `ERASURE_LOCK`. A pending signer who signs
+        again is owed the confirmation email again after `confirm_resend_seconds`."""
         self._dsn = dsn
         self._erased = erased
+        self._resend_seconds = confirm_resend_seconds
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
 
     def close(self) -> None:
@@ -231,6 +258,7 @@ class SignatureStore:
         kept, erased = self._not_erased(conn, plan.rows)
         rows, petition_rejects = check_petitions(kept, states)
         petition_rejects += erased
+        resend: list[str] = []
         if rows:
             with conn.cursor().copy(f"COPY sig_staging ({ROW_COLUMNS}) FROM STDIN") as copy:
                 copy.write(copy_text(rows))
@@ -247,12 +275,20 @@ class SignatureStore:
                     petition_rejects.append(
                         Reject(str(receipt), int(petition_id), "duplicate", None, accepted_at)  # type: ignore[call-overload, arg-type]
                     )
+                    if states[int(petition_id)].confirm_email:  # type: ignore[call-overload]
+                        resend.append(str(receipt))
                 elif state == "validated":
                     outcome.persisted[int(petition_id)] += int(n)  # type: ignore[call-overload]
                 else:
                     outcome.uncounted += int(n)  # type: ignore[call-overload]
+                    if state == "pending":
+                        outcome.pending[int(petition_id)] += int(n)  # type: ignore[call-overload]
+        request_resends(conn, resend, self._resend_seconds)
         self._insert_rejects(conn, [*plan.rejects, *petition_rejects], outcome)
-        outcome.counts = self._add_counts(conn, outcome, petition_ids)
+        confirmed = apply_confirmations(conn, plan.confirmations, plan.max_deliveries)
+        outcome.confirmed, outcome.waiting = confirmed.confirmed, confirmed.waiting
+        outcome.refused_confirmations = confirmed.refused
+        outcome.counts, outcome.awaiting = self._add_counts(conn, outcome, petition_ids)
         return outcome
 
     def _not_erased(
@@ -276,8 +312,10 @@ class SignatureStore:
     ) -> dict[int, PetitionState]:
         if not ids:
             return {}
-        cursor = conn.execute("SELECT id, status, closed_at FROM petitions WHERE id = ANY(%s)", [ids])
-        return {int(i): PetitionState(str(s), c) for i, s, c in cursor}  # type: ignore[call-overload, arg-type]
+        cursor = conn.execute(
+            "SELECT id, status, closed_at, confirm_email FROM petitions WHERE id = ANY(%s)", [ids]
+        )
+        return {int(i): PetitionState(str(s), c, bool(m)) for i, s, c, m in cursor}  # type: ignore[call-overload, arg-type]
 
     @staticmethod
     def _insert_rejects(
@@ -295,13 +333,29 @@ class SignatureStore:
     @staticmethod
     def _add_counts(
         conn: psycopg.Connection[tuple[object, ...]], outcome: BatchOutcome, petition_ids: list[int]
-    ) -> dict[int, int]:
+    ) -> tuple[dict[int, int], dict[int, int]]:
+        """Add the batch's `+n` (stored and confirmed) and its change to the pending count;
+        returns the counts after it per petition, and the pending counts of the petitions that
+        have or had pending signatures (the others need no publishing)."""
         # Every petition of the batch, even with nothing new (a redelivered batch): the counts
         # returned are published to the registry, which a crash before the publish left behind.
-        ids = sorted(set(petition_ids) | set(outcome.persisted) | set(outcome.duplicates))
+        ids = sorted(
+            set(petition_ids) | set(outcome.persisted) | set(outcome.duplicates) | set(outcome.confirmed)
+        )
         if not ids:
-            return {}
+            return {}, {}
         # Take the hot rows' locks last and in id order: short holds, no lock-order deadlocks.
         conn.execute(LOCK_PETITIONS, [ids])
-        params = [ids, [outcome.persisted[i] for i in ids], [outcome.duplicates[i] for i in ids]]
-        return {int(i): int(c) for i, c in conn.execute(ADD_COUNTS, params)}  # type: ignore[call-overload]
+        params = [
+            ids,
+            [outcome.persisted[i] + outcome.confirmed[i] for i in ids],
+            [outcome.duplicates[i] for i in ids],
+            [outcome.pending[i] - outcome.confirmed[i] for i in ids],
+        ]
+        counts: dict[int, int] = {}
+        awaiting: dict[int, int] = {}
+        for i, count, pending in conn.execute(ADD_COUNTS, params):
+            counts[int(i)] = int(count)  # type: ignore[call-overload]
+            if pending or outcome.pending[int(i)] or outcome.confirmed[int(i)]:  # type: ignore[call-overload]
+                awaiting[int(i)] = int(pending)  # type: ignore[call-overload]
+        return counts, awaiting

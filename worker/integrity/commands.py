@@ -108,7 +108,13 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     out: TextIO = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
         with connect(settings.libpq_url) as conn:
-            written = export_csv(conn, args.petition, out, include_email=args.include_email)
+            written = export_csv(
+                conn,
+                args.petition,
+                out,
+                include_email=args.include_email,
+                include_pending=args.include_pending,
+            )
     except LookupError as exc:
         if args.output:
             os.unlink(args.output)  # the file we just created holds nothing
@@ -202,6 +208,11 @@ def register(sub: Any) -> None:
     exp.add_argument("--petition", type=int, required=True)
     exp.add_argument("--format", choices=["csv"], default="csv")
     exp.add_argument("--include-email", action="store_true")
+    exp.add_argument(
+        "--include-pending",
+        action="store_true",
+        help="also signatures awaiting email confirmation (not counted), with a state column",
+    )
     exp.add_argument("--output", help="file to write (default: standard output)")
     exp.set_defaults(run=cmd_export)
 

@@ -1,7 +1,9 @@
 """`sigingest invalidate`: mark matching validated signatures `invalidated` and take them off
-the count, in batches, each batch one transaction (rows and count change together).
+the count, in batches, each batch one transaction (rows and count change together). Matching
+`pending` signatures (awaiting email confirmation) are invalidated too, so a later click cannot
+count them; they leave the pending count, not the count.
 
-Idempotent: only `validated` rows match, so a second run (or a run resumed after an
+Idempotent: only `validated` and `pending` rows match, so a second run (or a run resumed after an
 interruption) changes nothing already changed.
 """
 
@@ -17,12 +19,14 @@ from worker.pipeline.emails import canonical_email
 # transaction changed meanwhile fail the re-checked `state = 'validated'` and are not counted.
 INVALIDATE_BATCH = """
 WITH picked AS (
-    SELECT id FROM signatures WHERE {where} ORDER BY id LIMIT %(batch)s FOR UPDATE
+    SELECT id, state FROM signatures WHERE {where} ORDER BY id LIMIT %(batch)s FOR UPDATE
 ), changed AS (
     UPDATE signatures s SET state = 'invalidated' FROM picked
-    WHERE s.id = picked.id AND s.state = 'validated' RETURNING s.id
+    WHERE s.id = picked.id AND picked.state IN ('validated', 'pending') RETURNING s.id, picked.state AS was
 )
-UPDATE petitions SET signature_count = signature_count - (SELECT count(*) FROM changed)
+UPDATE petitions SET
+    signature_count = signature_count - (SELECT count(*) FROM changed WHERE was = 'validated'),
+    awaiting_count = greatest(awaiting_count - (SELECT count(*) FROM changed WHERE was = 'pending'), 0)
 WHERE id = %(petition)s AND EXISTS (SELECT 1 FROM changed)
 RETURNING signature_count, (SELECT count(*) FROM changed)
 """
@@ -58,8 +62,9 @@ class Criteria:
             raise BadCriteria("--since must be before --until")
 
     def where(self) -> tuple[str, dict[str, object]]:
-        """SQL conditions for the petition's matching validated signatures, and their values."""
-        clauses = ["petition_id = %(petition)s", "state = 'validated'"]
+        """SQL conditions for the petition's matching validated (or pending) signatures, and their
+        values."""
+        clauses = ["petition_id = %(petition)s", "state IN ('validated', 'pending')"]
         params: dict[str, object] = {"petition": self.petition_id}
         if self.ip_hash:
             clauses.append("ip_hash = %(ip_hash)s")

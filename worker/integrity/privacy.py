@@ -25,8 +25,8 @@ log = logging.getLogger("sigingest.privacy")
 
 EXPORT_COLUMNS = ("name", "country", "postcode", "signed_at")
 EXPORT = """
-SELECT name, country, postcode, accepted_at, email FROM signatures
-WHERE petition_id = %s AND state = 'validated' ORDER BY accepted_at, id
+SELECT name, country, postcode, accepted_at, email, state FROM signatures
+WHERE petition_id = %s AND state = ANY(%s) ORDER BY accepted_at, id
 """
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection): such
 # cells are written with a leading apostrophe, which spreadsheets show as text.
@@ -57,7 +57,9 @@ WITH gone AS (
     INSERT INTO rejected_signatures (receipt, petition_id, reason, accepted_at)
     SELECT receipt, petition_id, 'erased', accepted_at FROM gone ON CONFLICT (receipt) DO NOTHING
 )
-SELECT petition_id, count(*), count(*) FILTER (WHERE state = 'validated') FROM gone GROUP BY petition_id
+SELECT petition_id, count(*), count(*) FILTER (WHERE state = 'validated'),
+       count(*) FILTER (WHERE state = 'pending')
+FROM gone GROUP BY petition_id
 """
 # The person's reminder history goes too (`reminder_deliveries` holds their address), and a
 # petition's reminder walk that stopped at their address moves back to the address before it
@@ -78,9 +80,10 @@ deliveries AS (DELETE FROM reminder_deliveries WHERE petition_id IN (SELECT id F
 DELETE FROM reminder_cursors WHERE petition_id IN (SELECT id FROM closed)
 """
 SUBTRACT_COUNTS = """
-UPDATE petitions p SET signature_count = p.signature_count - d.n
-FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, n) WHERE p.id = d.id
-RETURNING p.id, p.signature_count
+UPDATE petitions p SET signature_count = p.signature_count - d.n,
+    awaiting_count = greatest(p.awaiting_count - d.pending, 0)
+FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS d(id, n, pending) WHERE p.id = d.id
+RETURNING p.id, p.signature_count, d.n
 """
 
 
@@ -95,21 +98,28 @@ def _cell(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def export_csv(conn: Conn, petition_id: int, out: TextSink, *, include_email: bool = False) -> int:
-    """Write the petition's validated signatures to `out` as CSV; return how many.
+def export_csv(
+    conn: Conn, petition_id: int, out: TextSink, *, include_email: bool = False, include_pending: bool = False
+) -> int:
+    """Write the petition's validated signatures to `out` as CSV; return how many. Signatures
+    awaiting email confirmation are left out (they are not counted) unless `include_pending`,
+    which adds them and a `state` column saying which is which.
 
     A server-side cursor fetches `FETCH_ROWS` at a time, so memory stays flat however large
     the petition. Raises `LookupError` for an unknown petition (nothing written)."""
     if not scalar(conn, "SELECT count(*) FROM petitions WHERE id = %s", [petition_id]):
         raise LookupError(f"no petition {petition_id}")
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow((*EXPORT_COLUMNS, "email") if include_email else EXPORT_COLUMNS)
+    header = [*EXPORT_COLUMNS, *(["email"] if include_email else []), *(["state"] if include_pending else [])]
+    writer.writerow(header)
+    states = ["validated", "pending"] if include_pending else ["validated"]
     written = 0
     with conn.transaction(), conn.cursor(name="sigingest_export") as cursor:
         cursor.itersize = FETCH_ROWS
-        cursor.execute(EXPORT, [petition_id])
-        for name, country, postcode, accepted_at, email in cursor:
+        cursor.execute(EXPORT, [petition_id, states])
+        for name, country, postcode, accepted_at, email, state in cursor:
             row = [name, country, postcode, accepted_at, *([email] if include_email else [])]
+            row += [state] if include_pending else []
             writer.writerow([_cell(v) for v in row])
             written += 1
     return written
@@ -168,11 +178,13 @@ def forget(
             return Forgotten()
         conn.execute(LOCK_PETITIONS, [ids])  # before touching rows, in the batch writer's order
         erased = conn.execute(ERASE, [canonical]).fetchall()
-        petitions = [num(p) for p, _, valid in erased if valid]
-        valid = [num(v) for _, _, v in erased if v]
-        counts = {num(i): num(c) for i, c in conn.execute(SUBTRACT_COUNTS, [petitions, valid])}
+        petitions = [num(p) for p, _, valid, pending in erased if valid or pending]
+        valid = [num(v) for _, _, v, pending in erased if v or pending]
+        pending = [num(w) for _, _, v, w in erased if v or w]
+        changed = conn.execute(SUBTRACT_COUNTS, [petitions, valid, pending]).fetchall()
+        counts = {num(i): num(c) for i, c, n in changed if n}
         publish(counts)
-    total = sum(num(n) for _, n, _ in erased)
+    total = sum(num(n) for _, n, *_ in erased)
     log.info("forgot one person: %d signatures on %d petitions", total, len(erased))
     return Forgotten(total, counts)
 

@@ -36,6 +36,9 @@ class BatchCounts:
     rejected: dict[str, int]
     dead_lettered: int
     retried: int
+    pending: int = 0  # stored awaiting email confirmation (also in `uncounted`)
+    confirmed: int = 0  # confirmed by their signers, counted now
+    refused_confirmations: int = 0  # clicks for an expired, erased or unknown signature
 
     def outcomes(self) -> dict[str, int]:
         return {
@@ -60,6 +63,9 @@ def count_batch(result: BatchResult, max_deliveries: int) -> BatchCounts:
         rejected=dict(sorted(o.rejected.items())),
         dead_lettered=dead,
         retried=len(result.poison) - dead,
+        pending=sum(o.pending.values()),
+        confirmed=sum(o.confirmed.values()),
+        refused_confirmations=sum(o.refused_confirmations.values()),
     )
 
 
@@ -70,6 +76,9 @@ def totals_increments(counts: BatchCounts) -> dict[str, int]:
         "uncounted": counts.uncounted,
         "duplicate": counts.duplicate,
         "dead_lettered": counts.dead_lettered,
+        "pending": counts.pending,
+        "confirmed": counts.confirmed,
+        "refused_confirmations": counts.refused_confirmations,
         **{f"rejected:{reason}": n for reason, n in counts.rejected.items()},
     }
     return {k: v for k, v in fields.items() if v}
@@ -103,7 +112,7 @@ class BatchObserver:
             },
         )
         try:
-            self._publish(counts, result.outcome.persisted)
+            self._publish(counts, result.outcome.persisted + result.outcome.confirmed)
         except QueueUnavailable as exc:
             log.warning("could not publish running totals for a committed batch: %s", exc)
 
@@ -123,6 +132,13 @@ class BatchObserver:
                 w.signatures.labels(outcome).inc(n)
         for reason, n in counts.rejected.items():
             w.rejected.labels(reason).inc(n)
+        for event, n in (
+            ("pending", counts.pending),
+            ("confirmed", counts.confirmed),
+            ("refused", counts.refused_confirmations),
+        ):
+            if n:
+                w.confirmations.labels(event).inc(n)
 
     def _publish(self, counts: BatchCounts, persisted: Counter[int]) -> None:
         fields = totals_increments(counts)

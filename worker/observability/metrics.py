@@ -48,6 +48,11 @@ WORKER_DATABASE_ERRORS: Final = "sigingest_worker_database_errors_total"
 WORKER_RETRIES: Final = "sigingest_worker_retries_total"
 # Reminder emails by outcome (sent, failed); incremented by the reminders task.
 REMINDER_EMAILS: Final = "sigingest_reminder_emails_total"
+# Confirmation emails by outcome (sent, reminded, failed); incremented by the confirmations task.
+CONFIRM_EMAILS: Final = "sigingest_confirm_emails_total"
+# Signatures of email-confirmation petitions by event (pending: stored awaiting confirmation,
+# confirmed: counted by a click, refused: a click for an expired, erased or unknown signature).
+WORKER_CONFIRMATIONS: Final = "sigingest_worker_confirmations_total"
 
 # --- queue, computed from Redis at scrape time by any instance (worker/observability/queue_stats.py) ---
 # Entries in a shard's stream (queued, in flight, and acknowledged but not yet trimmed).
@@ -64,6 +69,8 @@ QUEUE_LAG: Final = "sigingest_queue_lag_seconds"
 QUEUE_CONSUMERS: Final = "sigingest_queue_consumers"
 # Entries in the dead-letter stream: each needs an operator's look.
 QUEUE_DEAD_LETTERS: Final = "sigingest_queue_dead_letter_entries"
+# Pending signatures whose confirmation email is not sent yet, as the last confirmations run saw it.
+CONFIRM_EMAILS_OWED: Final = "sigingest_confirm_emails_owed"
 # 1 when the last scrape could read Redis, 0 when it could not.
 QUEUE_UP: Final = "sigingest_queue_up"
 # Petitions whose last-hour signatures came over a suspicious share from one hashed IP or one email
@@ -89,6 +96,8 @@ COUNTERS: Final = (
     WORKER_DATABASE_ERRORS,
     WORKER_RETRIES,
     REMINDER_EMAILS,
+    CONFIRM_EMAILS,
+    WORKER_CONFIRMATIONS,
 )
 HISTOGRAMS: Final = (INTAKE_REQUEST_DURATION, WORKER_BATCH_SIZE, WORKER_BATCH_DURATION)
 GAUGES: Final = (
@@ -99,6 +108,7 @@ GAUGES: Final = (
     QUEUE_LAG,
     QUEUE_CONSUMERS,
     QUEUE_DEAD_LETTERS,
+    CONFIRM_EMAILS_OWED,
     QUEUE_UP,
     SUSPICIOUS_PETITIONS,
 )
@@ -149,6 +159,16 @@ class WorkerMetrics:
         self.reminder_emails = Counter(
             _counter_name(REMINDER_EMAILS), "reminder emails by outcome", ["outcome"], registry=r
         )
+        self.confirm_emails = Counter(
+            _counter_name(CONFIRM_EMAILS), "confirmation emails by outcome", ["outcome"], registry=r
+        )
+        self.confirmations = Counter(
+            _counter_name(WORKER_CONFIRMATIONS), "email confirmations by event", ["event"], registry=r
+        )
+        for outcome in ("sent", "reminded", "failed"):
+            self.confirm_emails.labels(outcome)
+        for event in ("pending", "confirmed", "refused"):
+            self.confirmations.labels(event)
         for outcome in SIGNATURE_OUTCOMES:
             self.signatures.labels(outcome)  # export zeros, so rate() and alerts see the series
         for outcome in REMINDER_OUTCOMES:

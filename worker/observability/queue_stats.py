@@ -100,6 +100,13 @@ def _undelivered(client: redis.Redis, stream: str, info: Any, last: str) -> int:
     return max(0, int(client.xlen(stream)) - int(info["pending"]))
 
 
+def confirm_emails_owed(client: redis.Redis, keys: Keys) -> int:
+    """The unsent confirmation-email backlog the last confirmations run wrote to the totals."""
+    with translated():
+        raw: Any = client.hget(keys.totals, "confirm_emails_owed")
+    return int(raw or 0)
+
+
 def dead_letters(client: redis.Redis, keys: Keys) -> int:
     with translated():
         return int(client.xlen(keys.dead_letters))
@@ -149,6 +156,7 @@ class QueueCollector(Collector):
         try:
             shards = shard_stats(self._redis, self._keys)
             dead = dead_letters(self._redis, self._keys)
+            owed = confirm_emails_owed(self._redis, self._keys)
         except QueueUnavailable:
             up.add_metric([], 0)
             yield up
@@ -173,4 +181,7 @@ class QueueCollector(Collector):
                 family.add_metric([str(s.shard)], float(value(s)))
             yield family
         yield GaugeMetricFamily(m.QUEUE_DEAD_LETTERS, "entries in the dead-letter stream", value=dead)
+        yield GaugeMetricFamily(
+            m.CONFIRM_EMAILS_OWED, "confirmation emails owed (last confirmations run)", value=owed
+        )
         yield suspicious_family(latest_report(self._redis, self._keys))

@@ -22,6 +22,7 @@ from worker.observability.queue_stats import ShardStats, dead_letters, shard_sta
 from worker.observability.suspicious_report import SuspiciousReport, latest_report
 
 WINDOW_SECONDS = 60
+CONFIRM_TOTALS = ("pending", "confirmed", "refused_confirmations", "expired", "confirm_emails_owed")
 TOP_PETITIONS = 10
 
 
@@ -43,6 +44,13 @@ class Stats:
     dead_lettered: int = 0
     dead_letters_waiting: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    # Email confirmation: stored pending, confirmed by a click, clicks refused, pending expired,
+    # and emails owed (the last confirmations run's figure).
+    pending: int = 0
+    confirmed: int = 0
+    refused_confirmations: int = 0
+    expired: int = 0
+    confirm_emails_owed: int = 0
     petitions: list[PetitionActivity] = field(default_factory=list)
     suspicious: SuspiciousReport | None = None  # the last hourly report (worker/integrity)
     durability: dict[str, Any] = field(default_factory=dict)  # ACK_DURABILITY and whether it holds
@@ -58,6 +66,11 @@ class Stats:
                 "rejected": dict(sorted(self.rejected.items())),
                 "dead_lettered": self.dead_lettered,
                 "dead_letters_waiting": self.dead_letters_waiting,
+                "pending": self.pending,
+                "confirmed": self.confirmed,
+                "refused_confirmations": self.refused_confirmations,
+                "expired": self.expired,
+                "confirm_emails_owed": self.confirm_emails_owed,
             },
             "petitions": [p.__dict__ for p in self.petitions],
             "suspicious": [asdict(f) for f in self.suspicious.findings] if self.suspicious else [],
@@ -76,6 +89,7 @@ def totals_from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
         "uncounted": flat.get("uncounted", 0),
         "dead_lettered": flat.get("dead_lettered", 0),
         "rejected": rejected,
+        **{name: flat.get(name, 0) for name in CONFIRM_TOTALS},
     }
 
 

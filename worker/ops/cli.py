@@ -28,11 +28,16 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_petition(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.drain.petitions import PetitionNotFound, create_petition, set_status
+    from worker.drain.petitions import PetitionNotFound, create_petition, set_confirm_email, set_status
     from worker.runtime import Runtime
 
-    rt = Runtime(settings)
     if args.action == "create":
+        try:
+            body = _read_text(args.text_file) if args.text_file else None
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read --text-file: {exc}; nothing created", file=sys.stderr)
+            return 2
+        rt = Runtime(settings)
         card = create_petition(
             rt.engine,
             rt.registry,
@@ -40,16 +45,37 @@ def cmd_petition(args: argparse.Namespace, settings: Settings) -> int:
             starter_name=args.starter,
             starter_email=args.starter_email,
             goal=args.goal,
+            confirm_email=args.confirm_email,
+            body=body,
+            target=args.target,
         )
         print(card.id)
         return 0
+    rt = Runtime(settings)
     try:
+        if args.action == "set":
+            card = set_confirm_email(rt.engine, rt.registry, args.id, args.confirm_email)
+            mode = "email confirmation" if card.confirm_email else "no confirmation"
+            print(f"petition {card.id} now signs with {mode}")
+            return 0
         card = set_status(rt.engine, rt.registry, args.id, "closed" if args.action == "close" else "victory")
     except PetitionNotFound as exc:
         print(f"error: {exc}; nothing changed", file=sys.stderr)
         return 1
     print(f"petition {card.id} is now {card.status}")
     return 0
+
+
+MAX_TEXT_BYTES = 64 * 1024
+
+
+def _read_text(path: str) -> str:
+    """The petition's text, UTF-8, at most 64 KiB, without NUL bytes (PostgreSQL refuses them)."""
+    with open(path, "rb") as file:
+        data = file.read(MAX_TEXT_BYTES + 1)
+    if len(data) > MAX_TEXT_BYTES:
+        raise OSError(f"the text is longer than {MAX_TEXT_BYTES} bytes")
+    return data.decode("utf-8").replace("\x00", "").replace("\r\n", "\n").strip()
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
@@ -128,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--starter", required=True, help='the starter\'s name, e.g. "Clara LONG"')
     create.add_argument("--starter-email")
     create.add_argument("--goal", type=int)
+    create.add_argument(
+        "--confirm-email",
+        action="store_true",
+        help="count a signature only once its signer confirms by email",
+    )
+    create.add_argument("--text-file", help="the petition's text (Markdown or plain paragraphs, UTF-8)")
+    create.add_argument("--target", help='the decision maker, e.g. "Massachusetts Governor Deval Patrick"')
+    set_mode = actions.add_parser("set", help="switch a petition's email-confirmation mode")
+    set_mode.add_argument("id", type=int)
+    set_mode.add_argument(
+        "--confirm-email", action=argparse.BooleanOptionalAction, required=True,
+        help="--confirm-email: count only confirmed signatures from now on; --no-confirm-email: at once",
+    )  # fmt: skip
     for action in ("close", "victory"):
         actions.add_parser(action).add_argument("id", type=int)
     petition.set_defaults(run=cmd_petition)

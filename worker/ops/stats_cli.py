@@ -54,6 +54,11 @@ def render(stats: Stats) -> Group:
         ("stored uncounted", stats.uncounted),
         ("dead-lettered", stats.dead_lettered),
         ("dead letters waiting", stats.dead_letters_waiting),
+        ("stored awaiting confirmation", stats.pending),
+        ("confirmed by email", stats.confirmed),
+        ("confirmations refused", stats.refused_confirmations),
+        ("expired unconfirmed", stats.expired),
+        ("confirmation emails owed", stats.confirm_emails_owed),
     ]:
         totals.add_row(name, f"{value:,}")
     petitions = Table(title="busiest petitions (last minute)", title_justify="left")

@@ -4,6 +4,10 @@ An entry is one field `s` holding compact JSON: receipt, petition id, accepted-a
 the epoch), keyed IP hash and the checked fields. One field keeps Redis memory per queued
 signature low (see BENCHMARKS.md). Optional keys are written only when set, so entries from an
 older intake decode unchanged: `hp: 1` marks a form post whose honeypot field was filled.
+
+A confirmation (the signer followed the emailed link) is an entry of its own on the same
+streams: `{"k": "c", "r": receipt, "p": petition id, "t": ms}`. It has no fields, so the
+signature decoder never takes it for a signature.
 """
 
 from __future__ import annotations
@@ -38,6 +42,17 @@ class Submission(NamedTuple):
     ip_hash: str | None
     raw_fields: dict[str, Any]
     honeypot: bool = False  # a bot filled the form's hidden field: store as fraudulent
+
+
+class Confirmation(NamedTuple):
+    """A signer confirmed the signature with this receipt (the link's MAC was checked)."""
+
+    entry: Entry
+    receipt: str
+    petition_id: int
+
+
+CONFIRMATION_KIND = "c"
 
 
 class UndecodableEntry(ValueError):
@@ -94,3 +109,21 @@ def decode(entry: Entry, times: dict[int, datetime] | None = None) -> Submission
     # Submission(...) without its keyword-handling __new__: the same tuple, built in one C call.
     values = (entry, receipt, petition_id, accepted_at, ip_hash, fields, honeypot == 1)
     return _new_submission(Submission, values)
+
+
+def encode_confirmation(receipt: str, petition_id: int, confirmed_ms: int) -> bytes:
+    return orjson.dumps({"k": CONFIRMATION_KIND, "r": receipt, "p": petition_id, "t": confirmed_ms})
+
+
+def decode_confirmation(entry: Entry) -> Confirmation | None:
+    """The confirmation an entry carries; None when it is not one (a signature, or junk)."""
+    try:
+        body = orjson.loads(entry.payload or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(body, dict) or body.get("k") != CONFIRMATION_KIND:
+        return None
+    receipt, petition_id = body.get("r"), body.get("p")
+    if not isinstance(receipt, str) or not 0 < len(receipt) <= 64 or type(petition_id) is not int:
+        return None
+    return Confirmation(entry, receipt, petition_id)

@@ -14,7 +14,14 @@ from typing import NamedTuple
 from email_validator import EmailNotValidError
 
 from worker.pipeline.emails import EmailChecker
-from worker.pipeline.entry import Entry, Submission, UndecodableEntry, decode
+from worker.pipeline.entry import (
+    Confirmation,
+    Entry,
+    Submission,
+    UndecodableEntry,
+    decode,
+    decode_confirmation,
+)
 from worker.pipeline.fields import InvalidFields, parse_fields
 
 MAX_PETITION_ID = 2**63 - 1
@@ -60,6 +67,7 @@ class Poison:
 class PetitionState:
     status: str
     closed_at: datetime | None
+    confirm_email: bool = False  # its new signatures are stored `pending`
 
 
 @dataclass
@@ -68,21 +76,26 @@ class BatchPlan:
     rejects: list[Reject] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
+    confirmations: list[Confirmation] = field(default_factory=list)
+    # A confirmation whose signature is nowhere yet waits this many deliveries, then is refused.
+    max_deliveries: int = 5
 
-    @property
-    def done_entries(self) -> list[Entry]:
-        """Entries to acknowledge once the plan is committed: all but the poison."""
-        if not self.poison:
+    def done_entries(self, waiting: Iterable[Entry] = ()) -> list[Entry]:
+        """Entries to acknowledge once the plan is committed: all but the poison and `waiting`
+        (confirmations whose signature is not stored yet: left pending, delivered again)."""
+        held = {(e.shard, e.entry_id) for e in waiting}
+        held.update((p.entry.shard, p.entry.entry_id) for p in self.poison)
+        if not held:
             return self.entries
-        poisoned = {(p.entry.shard, p.entry.entry_id) for p in self.poison}
-        return [e for e in self.entries if (e.shard, e.entry_id) not in poisoned]
+        return [e for e in self.entries if (e.shard, e.entry_id) not in held]
 
     def petition_ids(self) -> list[int]:
         return sorted({row.petition_id for row in self.rows})
 
 
 Judge = Callable[[list[Row]], list[Row]]
-VALIDATED = "validated"
+# A person holds at most one row in these states per petition; the others never take the place.
+LIVE_STATES = frozenset({"validated", "pending"})
 
 
 def plan_batch(entries: Sequence[Entry], emails: EmailChecker, judge: Judge | None = None) -> BatchPlan:
@@ -98,7 +111,13 @@ def plan_batch(entries: Sequence[Entry], emails: EmailChecker, judge: Judge | No
         try:
             submission = decode(entry, times)
         except UndecodableEntry as exc:
-            plan.poison.append(Poison(entry, str(exc)))
+            # Not a signature: a confirmation (it has no fields), else poison. Asked only here, so
+            # a signature pays nothing for the confirmations sharing its stream.
+            confirmation = decode_confirmation(entry)
+            if confirmation is not None:
+                plan.confirmations.append(confirmation)
+            else:
+                plan.poison.append(Poison(entry, str(exc)))
             continue
         receipt = submission.receipt
         if receipt in seen_receipts:
@@ -114,19 +133,21 @@ def plan_batch(entries: Sequence[Entry], emails: EmailChecker, judge: Judge | No
 
 
 def one_counted_per_person(rows: list[Row], rejects: list[Reject]) -> list[Row]:
-    """The rows to store: the first counted (`validated`) row of each person and petition, and
-    every uncounted row of a person not counted earlier in the batch; the others are appended
-    to `rejects` as duplicates. An uncounted row never takes the place, so a fraudulent entry
-    ahead of the person's own in the batch does not turn theirs into a duplicate."""
+    """The rows to store: the first live row (`validated`, or `pending` its signer's
+    confirmation) of each person and petition, and every uncounted row of a person with no live
+    row earlier in the batch; the others are appended to `rejects` as duplicates. An uncounted
+    row never takes the place, so a fraudulent entry ahead of the person's own in the batch does
+    not turn theirs into a duplicate. (A row becomes `pending` only in `check_petitions`, after
+    this, but counts as live either way: the store's unique key holds it to the same rule.)"""
     kept: list[Row] = []
-    counted: set[tuple[int, str]] = set()
+    live: set[tuple[int, str]] = set()
     for row in rows:
         person = (row.petition_id, row.canonical_email)
-        if person in counted:
+        if person in live:
             rejects.append(Reject(row.receipt, row.petition_id, "duplicate", None, row.accepted_at))
             continue
-        if row.state == VALIDATED:
-            counted.add(person)
+        if row.state in LIVE_STATES:
+            live.add(person)
         kept.append(row)
     return kept
 
@@ -153,10 +174,11 @@ def check_submission(submission: Submission, emails: EmailChecker) -> Row | Reje
 
 
 def check_petitions(rows: Iterable[Row], states: dict[int, PetitionState]) -> tuple[list[Row], list[Reject]]:
-    """Keep rows whose petition exists and was open when the signature was accepted."""
+    """Keep rows whose petition exists and was open when the signature was accepted; a kept row
+    of a petition in email-confirmation mode is stored `pending` instead of `validated`."""
     rows = list(rows)
     petitions = {row.petition_id for row in rows}
-    if all(p in states and states[p].status == "open" for p in petitions):
+    if all(p in states and states[p].status == "open" and not states[p].confirm_email for p in petitions):
         return rows, []  # the usual batch: every row kept, without a look at each
     kept: list[Row] = []
     rejects: list[Reject] = []
@@ -166,6 +188,8 @@ def check_petitions(rows: Iterable[Row], states: dict[int, PetitionState]) -> tu
             rejects.append(_reject_row(row, "unknown_petition", "no such petition"))
         elif state.status != "open" and (state.closed_at is None or row.accepted_at >= state.closed_at):
             rejects.append(_reject_row(row, "petition_closed", f"petition is {state.status}"))
+        elif state.confirm_email and row.state == "validated":
+            kept.append(row._replace(state="pending"))
         else:
             kept.append(row)
     return kept, rejects

@@ -19,7 +19,7 @@ from email.utils import parseaddr
 from jinja2 import Environment
 
 from worker.pipeline.wording import first_name
-from worker.reminders.tokens import make_token
+from worker.reminders.tokens import make_signature_token, make_token
 
 SUBJECT = "{first} is counting on you"
 
@@ -98,6 +98,11 @@ class Letterhead:
     def unsubscribe_url(self, delivery_id: int) -> str:
         """The delivery's link: it names the delivery row, never the address."""
         token = make_token(self.unsubscribe_secret, delivery_id)
+        return f"{self.public_url.rstrip('/')}/unsubscribe/{token}"
+
+    def signature_unsubscribe_url(self, signature_id: int) -> str:
+        """The link in the reminder to confirm a signature: it names the row, never the address."""
+        token = make_signature_token(self.unsubscribe_secret, signature_id)
         return f"{self.public_url.rstrip('/')}/unsubscribe/{token}"
 
     @property

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from worker.reminders.tokens import delivery_of_field
+from worker.reminders.tokens import delivery_of_field, signature_of_field
 
 # Held on the run's own connection; PostgreSQL drops it if the process or connection dies.
 # Advisory locks are per database, so deployments (and tests) with their own database never meet.
@@ -176,6 +176,9 @@ SELECT t.email, t.ms FROM unnest(%(emails)s::text[], %(email_ms)s::bigint[]) AS 
 UNION ALL
 SELECT d.canonical_email, t.ms
 FROM unnest(%(ids)s::bigint[], %(id_ms)s::bigint[]) AS t(id, ms) JOIN reminder_deliveries d ON d.id = t.id
+UNION ALL
+SELECT s.canonical_email, t.ms
+FROM unnest(%(sig_ids)s::bigint[], %(sig_ms)s::bigint[]) AS t(id, ms) JOIN signatures s ON s.id = t.id
 """
 MOVE_UNSUBSCRIBES = f"""
 INSERT INTO unsubscribes (canonical_email, unsubscribed_at)
@@ -359,16 +362,22 @@ def record_new_page(
 
 
 def _unsubscriber_params(entries: dict[str, int]) -> dict[str, list[Any]]:
-    """The pending fields (`delivery:<id>`, or an old link's canonical email) split by kind."""
-    params: dict[str, list[Any]] = {"emails": [], "email_ms": [], "ids": [], "id_ms": []}
+    """The pending fields (`delivery:<id>`, `signature:<id>`, or an old link's canonical email)
+    split by kind."""
+    params: dict[str, list[Any]] = {
+        k: [] for k in ("emails", "email_ms", "ids", "id_ms", "sig_ids", "sig_ms")
+    }
     for field_name, ms in entries.items():
-        delivery_id = delivery_of_field(field_name)
-        if delivery_id is None:
-            params["emails"].append(field_name)
-            params["email_ms"].append(ms)
-        else:
+        delivery_id, signature_id = delivery_of_field(field_name), signature_of_field(field_name)
+        if delivery_id is not None:
             params["ids"].append(delivery_id)
             params["id_ms"].append(ms)
+        elif signature_id is not None:
+            params["sig_ids"].append(signature_id)
+            params["sig_ms"].append(ms)
+        else:
+            params["emails"].append(field_name)
+            params["email_ms"].append(ms)
     return params
 
 

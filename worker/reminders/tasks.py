@@ -9,6 +9,7 @@ from typing import Any
 import redis
 
 from worker.keys import Keys
+from worker.reminders.confirmations import send_confirmations
 from worker.reminders.run import RunReport, send_due
 from worker.runtime import runtime
 from worker.scheduling.app import app, settings
@@ -48,3 +49,18 @@ def schedule_follow_up(
         return None
     send(delay)
     return delay
+
+
+@app.task(name="reminders.send_confirmations")  # type: ignore[untyped-decorator]
+def send_confirmations_task() -> dict[str, Any]:
+    """Expire old pending signatures, send owed confirmation emails and reminders to confirm.
+    A run that spent its whole batch queues the next at once (a viral petition's backlog)."""
+    rt = runtime(settings)
+    report = send_confirmations(settings, rt.registry)
+    rt.metrics.confirm_emails.labels("sent").inc(report.sent)
+    rt.metrics.confirm_emails.labels("reminded").inc(report.reminded)
+    rt.metrics.confirm_emails.labels("failed").inc(report.failed)
+    spent = report.sent + report.reminded + report.failed + report.retrying
+    if report.stopped is None and spent >= settings.confirm_batch:
+        send_confirmations_task.apply_async()
+    return report.summary()

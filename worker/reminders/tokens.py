@@ -25,8 +25,11 @@ MAX_TOKEN_LENGTH = 1024
 # Distinct contexts, so the key never signs one kind of token with bytes that read as another.
 _DELIVERY_CONTEXT = b"sigingest-unsubscribe-delivery:"
 _ADDRESS_CONTEXT = b"sigingest-unsubscribe:"  # the old, address-bearing links
+_SIGNATURE_CONTEXT = b"sigingest-unsubscribe-signature:"  # the reminder to confirm a signature
 _DELIVERY_ID = re.compile(r"[1-9][0-9]{0,18}")  # one spelling per id: no sign, no leading zero
 DELIVERY_FIELD_PREFIX = "delivery:"  # no "@": a field cannot be mistaken for an old link's address
+SIGNATURE_FIELD_PREFIX = "signature:"
+_SIGNATURE_ID = re.compile(r"s([1-9][0-9]{0,18})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +40,20 @@ class DeliveryToken:
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureToken:
+    """A token naming the person of one `signatures` row (the reminder to confirm it)."""
+
+    signature_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class AddressToken:
     """An old-format token naming a canonical email (still honoured, never made)."""
 
     canonical_email: str
 
 
-Unsubscriber = DeliveryToken | AddressToken
+Unsubscriber = DeliveryToken | SignatureToken | AddressToken
 
 
 def _b64(data: bytes) -> str:
@@ -69,6 +79,17 @@ def make_token(secret: str, delivery_id: int) -> str:
     return f"{delivery_id}.{_b64(_delivery_mac(secret, delivery_id))}"
 
 
+def _signature_mac(secret: str, signature_id: int) -> bytes:
+    return hmac.new(secret.encode(), _SIGNATURE_CONTEXT + str(signature_id).encode(), hashlib.sha256).digest()
+
+
+def make_signature_token(secret: str, signature_id: int) -> str:
+    """The unsubscribe token of the reminder to confirm signature `signature_id`."""
+    if signature_id <= 0:
+        raise ValueError("a signature id is positive")
+    return f"s{signature_id}.{_b64(_signature_mac(secret, signature_id))}"
+
+
 def read_token(secret: str, token: str, previous: str = "") -> Unsubscriber | None:
     """Whom a genuine token names, signed with `secret` or (during a rotation) the `previous`
     one; None for anything forged or mangled. Never raises for any string."""
@@ -86,6 +107,11 @@ def read_token(secret: str, token: str, previous: str = "") -> Unsubscriber | No
         delivery_id = int(left)
         if any(hmac.compare_digest(mac, _delivery_mac(key, delivery_id)) for key in keys):
             return DeliveryToken(delivery_id)
+    signature = _SIGNATURE_ID.fullmatch(left)
+    if signature:
+        signature_id = int(signature.group(1))
+        genuine = any(hmac.compare_digest(mac, _signature_mac(key, signature_id)) for key in keys)
+        return SignatureToken(signature_id) if genuine else None
     return _read_address_token(keys, left, mac)
 
 
@@ -105,10 +131,66 @@ def pending_field(who: Unsubscriber) -> str:
     """The field the intake records in the pending-unsubscribes hash for `who`."""
     if isinstance(who, DeliveryToken):
         return f"{DELIVERY_FIELD_PREFIX}{who.delivery_id}"
+    if isinstance(who, SignatureToken):
+        return f"{SIGNATURE_FIELD_PREFIX}{who.signature_id}"
     return who.canonical_email
+
+
+def signature_of_field(field: str) -> int | None:
+    """The signature id a pending field names, or None when it names something else."""
+    rest = field.removeprefix(SIGNATURE_FIELD_PREFIX)
+    return int(rest) if rest != field and _DELIVERY_ID.fullmatch(rest) else None
 
 
 def delivery_of_field(field: str) -> int | None:
     """The delivery id a pending field names, or None when it is an old link's address."""
     rest = field.removeprefix(DELIVERY_FIELD_PREFIX)
     return int(rest) if rest != field and _DELIVERY_ID.fullmatch(rest) else None
+
+
+# --- Confirmation tokens ---------------------------------------------------------------------
+# `<petition id>.<receipt>.<base64url(mac)>`: the receipt is a random id the intake gave the
+# signature (no address, nothing reversible into one), the MAC a truncated HMAC-SHA256 under a key
+# derived from UNSUBSCRIBE_SECRET with its own purpose label, so no new secret is needed and no
+# unsubscribe MAC can pass for a confirmation MAC. Checked without any database look-up.
+CONFIRM_MAC_BYTES = 16
+_CONFIRM_PURPOSE = b"sigingest-purpose:confirm"
+_RECEIPT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def confirm_key(secret: str) -> bytes:
+    """The confirmation tokens' own key, derived from `secret` with a purpose label."""
+    return hmac.new(secret.encode(), _CONFIRM_PURPOSE, hashlib.sha256).digest()
+
+
+def _confirm_mac(key: bytes, petition_id: int, receipt: str) -> bytes:
+    return hmac.new(key, f"{petition_id}.{receipt}".encode(), hashlib.sha256).digest()[:CONFIRM_MAC_BYTES]
+
+
+def make_confirm_token(key: bytes, petition_id: int, receipt: str) -> str:
+    return f"{petition_id}.{receipt}.{_b64(_confirm_mac(key, petition_id, receipt))}"
+
+
+def read_confirm_token(key: bytes, token: str, previous: bytes = b"") -> tuple[int, str] | None:
+    """(petition id, receipt) of a genuine token, made with `key` or (during a rotation) the
+    `previous` one; None for anything forged, cut or mangled. Never raises for any string."""
+    if len(token) > 160 or token.count(".") != 2:
+        return None
+    petition_part, receipt, mac_part = token.split(".")
+    if not (petition_part.isascii() and petition_part.isdigit() and len(petition_part) <= 18):
+        return None
+    if petition_part != str(int(petition_part)) or not _RECEIPT.fullmatch(receipt):
+        return None
+    try:
+        mac = _unb64(mac_part)
+    except (binascii.Error, ValueError):
+        return None
+    if len(mac) != CONFIRM_MAC_BYTES or _b64(mac) != mac_part:
+        return None
+    petition_id = int(petition_part)
+    keys = (key, previous) if previous else (key,)
+    if petition_id <= 0 or not any(
+        hmac.compare_digest(mac, _confirm_mac(k, petition_id, receipt)) for k in keys
+    ):
+        return None
+    return petition_id, receipt

@@ -17,6 +17,7 @@ import smtplib
 import ssl
 import time
 import uuid
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
@@ -50,6 +51,9 @@ class PlainTextCredentials(ValueError):
 class Transport(Protocol):
     def send(self, msg: EmailMessage, sender: str, recipient: str) -> None:
         """Hand `msg` to the server for `recipient` only; returns once it was accepted."""
+
+    def send_raw(self, data: bytes, sender: str, recipient: str) -> None:
+        """The same for a message already written as bytes (CRLF lines)."""
 
     def close(self) -> None: ...
 
@@ -135,8 +139,24 @@ class SmtpTransport:
 
     def send(self, msg: EmailMessage, sender: str, recipient: str) -> None:
         smtp = self._open()
+        self._translating(
+            lambda: smtp.send_message(msg, from_addr=parseaddr(sender)[1], to_addrs=[recipient])
+        )
+
+    def send_raw(self, data: bytes, sender: str, recipient: str) -> None:
+        smtp = self._open()
+        # An internationalised address needs the server's SMTPUTF8 (as send_message asks for it).
+        options = [] if recipient.isascii() else ["SMTPUTF8", "BODY=8BITMIME"]
+        if options:
+            self._translating(smtp.ehlo_or_helo_if_needed)
+        if options and not smtp.has_extn("smtputf8"):
+            raise PermanentFailure(None, "the server does not take internationalised addresses (SMTPUTF8)")
+        self._translating(lambda: smtp.sendmail(parseaddr(sender)[1], [recipient], data, options))
+
+    def _translating(self, send: Callable[[], object]) -> None:
+        """Run one send, its driver errors translated into the three outcomes."""
         try:
-            smtp.send_message(msg, from_addr=parseaddr(sender)[1], to_addrs=[recipient])
+            send()
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             raise classify(code, text) from None
@@ -178,8 +198,11 @@ class FileTransport:
         self.directory = directory
 
     def send(self, msg: EmailMessage, sender: str, recipient: str) -> None:
+        self.send_raw(bytes(msg), sender, recipient)
+
+    def send_raw(self, data: bytes, sender: str, recipient: str) -> None:
         try:
-            write_eml(self.directory, bytes(msg))
+            write_eml(self.directory, data)
         except OSError as exc:
             raise ServerUnavailable(None, f"cannot write to the outbox: {type(exc).__name__}") from None
 

@@ -47,6 +47,13 @@ app.conf.update(
             "schedule": settings.reminder_every,
             "options": {"expires": settings.reminder_every},
         },
+        # Confirmation emails are owed within seconds of a batch: a short period, each run
+        # queueing the next at once while it found a full batch.
+        "reminders.send_confirmations": {
+            "task": "reminders.send_confirmations",
+            "schedule": settings.confirm_every,
+            "options": {"expires": settings.confirm_every},
+        },
         "report-suspicious-signatures": {
             "task": "integrity.report_suspicious",
             "schedule": crontab(minute=5),  # hourly, for the hour before

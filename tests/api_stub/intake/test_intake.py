@@ -239,7 +239,7 @@ def test_get_petition_shows_the_live_count_and_the_call_to_action(
     body = client.get(f"/petitions/{petition.id}").json()
     assert body["title"] == "Save the library" and body["starter_name"] == "Clara LONG"
     assert body["status"] == "open" and body["signature_count"] == 1
-    assert body["call_to_action"] == "Join Clara and 0 supporters today."
+    assert body["call_to_action"] == "Be the first to join Clara today."
 
 
 def test_health_and_readiness(client: TestClient) -> None:

@@ -174,7 +174,7 @@ def test_a_victory_shows_the_victory_and_no_form(
     set_status(rt.engine, rt.registry, petition.id, "victory")
     page = client.get(f"/petitions/{petition.id}", headers=PAGE).text
     text = text_of(page)
-    assert "Confirmed victory" in text and "This petition made change with 1 supporters!" in text
+    assert "Confirmed victory" in text and "This petition made change with 1 supporter!" in text
     assert "<form" not in page and "counting on you" not in text
 
 
@@ -183,7 +183,7 @@ def test_a_closed_petition_says_so_and_has_no_form(
 ) -> None:
     set_status(rt.engine, rt.registry, petition.id, "closed")
     page = client.get(f"/petitions/{petition.id}", headers=PAGE).text
-    assert "This petition is closed. 1 people signed it." in text_of(page) and "<form" not in page
+    assert "This petition is closed. 1 person signed it." in text_of(page) and "<form" not in page
 
 
 @pytest.mark.parametrize("path", ["/petitions/424242", "/petitions/abc", "/petitions/424242/thanks"])

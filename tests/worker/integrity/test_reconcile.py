@@ -65,7 +65,7 @@ def writer_inserts(conn: psycopg.Connection[tuple[object, ...]], petition_id: in
 def writer_counts(conn: psycopg.Connection[tuple[object, ...]], petition_id: int, n: int) -> None:
     """The batch writer's second half: lock in id order, add +n (the store's own statements)."""
     conn.execute(LOCK_PETITIONS, [[petition_id]])
-    conn.execute(ADD_COUNTS, [[petition_id], [n], [0]])
+    conn.execute(ADD_COUNTS, [[petition_id], [n], [0], [0]])
 
 
 def test_a_repair_waits_for_a_batch_already_writing_and_counts_its_rows_once(

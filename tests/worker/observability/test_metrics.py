@@ -100,6 +100,11 @@ def test_stats_json_shows_the_same_totals_and_the_petition_busy_in_the_last_minu
         "rejected": {"invalid_email": 5},
         "dead_lettered": 0,
         "dead_letters_waiting": 0,
+        "pending": 0,
+        "confirmed": 0,
+        "refused_confirmations": 0,
+        "expired": 0,
+        "confirm_emails_owed": 0,
     }
     assert [(p["id"], p["last_minute"], p["signature_count"]) for p in report["petitions"]] == [
         (busy.id, 100, 101),  # the starter's signature counts, but was not persisted by a worker

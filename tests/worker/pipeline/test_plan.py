@@ -5,9 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from worker.pipeline.emails import EmailChecker
-from worker.pipeline.entry import Entry, encode
+from worker.pipeline.entry import Entry, encode, encode_confirmation
 from worker.pipeline.fields import SignatureFields
-from worker.pipeline.plan import PetitionState, Row, check_petitions, plan_batch
+from worker.pipeline.plan import (
+    PetitionState,
+    Reject,
+    Row,
+    check_petitions,
+    one_counted_per_person,
+    plan_batch,
+)
 
 NOW_MS = 1_790_000_000_000
 
@@ -21,7 +28,7 @@ def test_a_clean_batch_becomes_rows() -> None:
     plan = plan_batch([entry(1, "a@example.org"), entry(2, "b@example.org")], EmailChecker())
     assert [r.receipt for r in plan.rows] == ["r1", "r2"]
     assert plan.rejects == [] and plan.poison == []
-    assert len(plan.done_entries) == 2
+    assert len(plan.done_entries()) == 2
 
 
 def test_duplicates_inside_a_batch_are_rejected_as_duplicate_keeping_the_first() -> None:
@@ -49,7 +56,7 @@ def test_a_bad_entry_next_to_good_ones_does_not_spoil_the_batch() -> None:
     assert [r.receipt for r in plan.rows] == ["r1", "r5"]
     assert {(r.receipt, r.reason) for r in plan.rejects} == {("r2", "invalid_field"), ("r4", "invalid_email")}
     assert [p.entry.entry_id for p in plan.poison] == ["3-0"]
-    assert "3-0" not in {e.entry_id for e in plan.done_entries}
+    assert "3-0" not in {e.entry_id for e in plan.done_entries()}
 
 
 def test_names_in_any_script_and_emoji_are_kept() -> None:
@@ -121,3 +128,29 @@ def test_rows_the_judge_marks_fraudulent_do_not_take_the_place_either() -> None:
     )
     assert [(r.receipt, r.state) for r in plan.rows] == [("r1", "fraudulent"), ("r2", "validated")]
     assert plan.rejects == []
+
+
+def test_a_pending_row_holds_the_persons_place_and_a_fraudulent_one_does_not() -> None:
+    # Given, for one person, a fraudulent row, then a pending one, then a validated and a pending one
+    at = datetime(2026, 12, 8, tzinfo=UTC)
+    rows = [
+        Row(receipt, 1, "ann@example.org", "ann@example.org", "Ann", None, None, False, None, at, state)
+        for receipt, state in [("f", "fraudulent"), ("p1", "pending"), ("v", "validated"), ("p2", "pending")]
+    ]
+    rejects: list[Reject] = []
+    # Then the fraudulent row and the first pending one are kept; the two after it are duplicates
+    kept = one_counted_per_person(rows, rejects)
+    assert [r.receipt for r in kept] == ["f", "p1"]
+    assert [(r.receipt, r.reason) for r in rejects] == [("v", "duplicate"), ("p2", "duplicate")]
+
+
+def test_a_confirmation_entry_is_planned_as_a_confirmation_beside_signatures_and_poison() -> None:
+    # Given a batch with a signature, a confirmation of another receipt, and junk
+    confirmation = Entry(0, "0-2", encode_confirmation("r9", 1, 1_790_000_000_000))
+    junk = Entry(0, "0-3", b'{"k": "c", "r": 7}')
+    plan = plan_batch([entry(1, "ann@example.org"), confirmation, junk], EmailChecker())
+    # Then the signature is a row, the confirmation is planned, and only the junk is poison
+    assert [r.receipt for r in plan.rows] == ["r1"]
+    assert [(c.receipt, c.petition_id, c.entry) for c in plan.confirmations] == [("r9", 1, confirmation)]
+    assert [p.entry for p in plan.poison] == [junk]
+    assert plan.done_entries() == plan.entries[:2]

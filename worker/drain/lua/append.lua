@@ -8,16 +8,18 @@
 -- KEYS[5], KEYS[6] keys remembered in this TTL period and the one before (cap on live keys)
 -- ARGV[7] most keys per TTL period (0 = no cap): past it the signature is still queued, its
 --   key is just not remembered, so client-chosen keys cannot fill Redis
-local status = redis.call('HGET', KEYS[1], 'status')
+-- Replies {'ok', receipt, confirm}: confirm is the petition's email-confirmation mode ('1' or '0').
+local status, confirm = unpack(redis.call('HMGET', KEYS[1], 'status', 'confirm'))
 if not status then return {'unknown'} end
 if status ~= 'open' then return {'closed'} end
+confirm = confirm or '0'
 if ARGV[5] == '1' then
   local prior = redis.call('GET', KEYS[3])
   if prior then
     local receipt, fingerprint = string.match(prior, '^(%S+) (%S+)$')
     -- A key that answered another request never answers this one: that would drop a signature.
     if fingerprint and fingerprint ~= ARGV[6] then return {'reused'} end
-    return {'ok', receipt or prior}
+    return {'ok', receipt or prior, confirm}
   end
 end
 local limit = tonumber(ARGV[4])
@@ -32,4 +34,4 @@ if ARGV[5] == '1' then
     if cap > 0 and redis.call('INCR', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], 2 * ARGV[3]) end
   end
 end
-return {'ok', ARGV[2]}
+return {'ok', ARGV[2], confirm}

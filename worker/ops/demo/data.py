@@ -17,6 +17,22 @@ import orjson
 
 SEED_TITLE = "Tell Massachusetts Governor Deval Patrick: Don't Jump on the Anti-Immigrant Bandwagon"
 SEED_STARTER = "Clara LONG"
+SEED_TARGET = "Massachusetts Governor Deval Patrick"
+# The seed petition's own words, shown on its page (the demo's text, written for it).
+SEED_BODY = """\
+Governor Patrick, Massachusetts has always been at its best when it welcomes people who come
+here to work, study and build a life. Please do not join the governors who turn their backs on
+immigrant families.
+
+We ask you to:
+
+- keep state services open to every family, whatever their papers say;
+- refuse to turn local police into immigration agents;
+- speak up, **publicly**, for the children who arrived alone at our border.
+
+I am a teacher in Boston. My students' parents clean our offices, care for our elders and pick
+our harvests. They are our neighbours. Stand with them, and ask the country to do the same.
+"""
 
 
 class Kind(Enum):

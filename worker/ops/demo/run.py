@@ -25,7 +25,9 @@ from rich.table import Table
 
 from worker.drain.registry import PetitionCard
 from worker.ops.demo.data import (
+    SEED_BODY,
     SEED_STARTER,
+    SEED_TARGET,
     SEED_TITLE,
     Snapshot,
     SpikeShape,
@@ -81,7 +83,20 @@ def seed_petition(rt: Runtime) -> tuple[PetitionCard, bool]:
             (SEED_TITLE, SEED_STARTER),
         ).fetchone()
     if row is None:
-        return create_petition(rt.engine, rt.registry, title=SEED_TITLE, starter_name=SEED_STARTER), True
+        card = create_petition(
+            rt.engine,
+            rt.registry,
+            title=SEED_TITLE,
+            starter_name=SEED_STARTER,
+            body=SEED_BODY,
+            target=SEED_TARGET,
+        )
+        return card, True
+    with psycopg.connect(rt.settings.libpq_url) as conn:  # a seed made before it had its words
+        conn.execute(
+            "UPDATE petitions SET body = coalesce(body, %s), target = coalesce(target, %s) WHERE id = %s",
+            (SEED_BODY, SEED_TARGET, row[0]),
+        )
     sync_registry(rt.engine, rt.registry)  # the intake must see it even if Redis was reset
     return PetitionCard(int(row[0]), SEED_TITLE, SEED_STARTER, "open", int(row[1]), str(row[2])), False
 
