@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 
 import orjson
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from worker.pipeline.iphash import hash_ip
 from worker.pipeline.wording import call_to_action
 from worker.settings import Settings
 
+MAX_CACHED_INPUT = 256  # characters of peer and forwarding header for a cached client hash
 RETRY_AFTER_DOWN = "1"
 RETRY_AFTER_FULL = "5"
 
@@ -39,12 +41,21 @@ class Intake:
         self._ip_key = settings.ip_hash_secret.encode()
         self._proxies = parse_networks(settings.trusted_proxies, "TRUSTED_PROXIES")
         self._header = settings.forwarding_header if self._proxies else ""
+        # Clients repeat (a spike is many posts per address): parsing and hashing each address
+        # once per process keeps the cost off the hot path. Only short inputs are cached, so
+        # hostile headers cannot grow it past a few MB.
+        self._hash_cached = lru_cache(maxsize=65_536)(self._hash_of)
 
     def ip_hash(self, request: Request) -> str | None:
         """A keyed hash of the client's key (`client_address`: behind trusted proxies only;
         an IPv6 client as its prefix); the raw address goes no further than here."""
         peer = request.client.host if request.client else None
-        values = request.headers.getlist(self._header) if self._header else []
+        values = tuple(request.headers.getlist(self._header)) if self._header else ()
+        if peer is not None and len(peer) + sum(map(len, values)) <= MAX_CACHED_INPUT:
+            return self._hash_cached(peer, values)
+        return self._hash_of(peer, values)
+
+    def _hash_of(self, peer: str | None, values: tuple[str, ...]) -> str | None:
         address = client_address(peer, self._header, values, self._proxies)
         if not address:
             return None
