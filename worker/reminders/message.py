@@ -18,7 +18,7 @@ from email.utils import parseaddr
 
 from jinja2 import Environment
 
-from worker.pipeline.wording import first_name
+from worker.pipeline.wording import call_to_action, first_name
 from worker.reminders.tokens import make_signature_token, make_token
 
 SUBJECT = "{first} is counting on you"
@@ -27,7 +27,7 @@ TEXT = """\
 Today: {{ first }} is counting on you
 
 {{ starter }} needs your help with “{{ title }}”.
-Join {{ first }} and {{ supporters }} supporters today.
+{{ call_to_action }}
 
 Sign the petition: {{ sign_url }}
 
@@ -41,7 +41,7 @@ HTML = """\
 <body style="font-family: sans-serif; line-height: 1.5">
 <p><strong>Today: {{ first }} is counting on you</strong></p>
 <p>{{ starter }} needs your help with “{{ title }}”.<br>
-Join {{ first }} and {{ supporters }} supporters today.</p>
+{{ call_to_action }}</p>
 <p><a href="{{ sign_url }}">Sign the petition</a></p>
 <p style="font-size: small; color: #555">You get this email because you signed a petition and asked
 to hear about others. <a href="{{ unsubscribe_url }}">Unsubscribe</a></p>
@@ -63,11 +63,6 @@ def one_line(text: str) -> str:
     spaces: safe to place in a header or on one line of a body."""
     cleaned = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
     return _SPACES.sub(" ", cleaned).strip()
-
-
-def supporters(signature_count: int) -> int:
-    """The starter's own signature is supporter number one; the nudge counts the others."""
-    return max(signature_count - 1, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +118,8 @@ def render(reminder: Reminder, letterhead: Letterhead, date: str) -> EmailMessag
         "first": first_name(starter),
         "starter": starter,
         "title": one_line(reminder.title),
-        "supporters": supporters(reminder.signature_count),
+        # "Join Clara and 262 supporters today.", or "Be the first to join Clara today."
+        "call_to_action": call_to_action(starter, "open", reminder.signature_count),
         "sign_url": letterhead.sign_url(reminder.petition_id),
         "unsubscribe_url": unsubscribe_url,
     }

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import PetitionFactory
 from tests.worker.reminders.conftest import Recorder, Runner, Signer
-from worker.reminders.message import Letterhead, Reminder, one_line, render, subject, supporters
+from worker.reminders.message import Letterhead, Reminder, one_line, render, subject
 
 LETTERHEAD = Letterhead("Petitions <reminders@example.org>", "https://p.example.org/", "k")
 EXPECTED_HEADERS = {
@@ -89,11 +89,19 @@ def reminder(**changes: object) -> Reminder:
     return Reminder(**base)  # type: ignore[arg-type]
 
 
+def body_text(**changes: object) -> str:
+    text = render(reminder(**changes), LETTERHEAD, "d").get_body(("plain",))
+    assert text is not None
+    return str(text.get_content())  # type: ignore[attr-defined]
+
+
 def test_the_nudge_counts_everyone_but_the_starter() -> None:
-    assert supporters(263) == 262
-    assert supporters(1) == 0 and supporters(0) == 0
-    text = render(reminder(), LETTERHEAD, "d").get_body(("plain",))
-    assert text is not None and "Join Clara and 262 supporters today." in text.get_content()  # type: ignore[attr-defined]
+    assert "Join Clara and 262 supporters today." in body_text()
+    assert "Join Clara and 17,599 supporters today." in body_text(signature_count=17_600)
+    assert "Join Clara and 1 other supporter today." in body_text(signature_count=2)
+    # While Clara is the only signer, no "Join Clara and 0 supporters"
+    assert "Be the first to join Clara today." in body_text(signature_count=1)
+    assert " 0 supporters" not in body_text(signature_count=1)
 
 
 def test_links_use_the_public_url_and_the_message_id_is_fixed_per_delivery() -> None:

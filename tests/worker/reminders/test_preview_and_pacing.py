@@ -42,7 +42,7 @@ def test_preview_prints_who_would_get_what_and_sends_nothing(
     assert "To: Ann <ann@example.org>" in out and "To: Cy <cy@example.org>" in out
     assert "bob@example.org" not in out
     assert out.count("Subject: Clara is counting on you") == 2
-    assert "Join Clara and 1 supporters today." in out
+    assert "Join Clara and 1 other supporter today." in out
     assert mailbox.received == [] and set(statuses(db)) == {("bob@example.org", old.id)}
 
 

@@ -9,6 +9,7 @@ from api_stub.app import create_app
 from tests.conftest import PetitionFactory
 from tests.worker.reminders.conftest import PUBLIC_URL, Recorder, Runner, Signer, statuses
 from worker.drain.petitions import set_status
+from worker.pipeline.wording import call_to_action
 from worker.reminders.tokens import make_token
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -67,7 +68,7 @@ def test_the_right_people_get_exactly_one_email_with_the_right_text_and_count(
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     for body in (ann.text(), ann.html()):
         assert "Today: Clara is counting on you" in body
-        assert f"Join Clara and {live - 1} supporters today." in body
+        assert call_to_action("Clara LONG", "open", live) in body
         assert f"{PUBLIC_URL}/petitions/{clara.id}" in body
         assert f"{PUBLIC_URL}/unsubscribe/{token}" in body
     assert f"Clara LONG needs your help with “{TITLE}”." in ann.text()
@@ -167,8 +168,8 @@ def test_the_count_is_read_when_each_email_is_rendered(
 
     mailbox.before_data = five_more
     run()
-    assert f"Join Clara and {before - 1} supporters today." in mailbox.to("ann@example.org")[0].text()
-    assert f"Join Clara and {before + 5 - 1} supporters today." in mailbox.to("bob@example.org")[0].text()
+    assert call_to_action("Clara LONG", "open", before) in mailbox.to("ann@example.org")[0].text()
+    assert call_to_action("Clara LONG", "open", before + 5) in mailbox.to("bob@example.org")[0].text()
 
 
 def test_a_run_sends_at_most_reminder_batch_emails_and_the_next_run_goes_on(
