@@ -148,7 +148,9 @@ class Intake:
         keeping up under `replica`); the body says which mode is in force and its state."""
         durability = await self.queue.durability()
         if not durability["holds"]:
-            return json_response({"status": "degraded", "durability": durability}, 503, {"Retry-After": "1"})
+            return json_response(
+                {"status": "degraded", "durability": durability}, 503, {"Retry-After": RETRY_AFTER_DOWN}
+            )
         return json_response({"status": "ready", "durability": durability})
 
 

@@ -8,8 +8,9 @@ changing either half makes it invalid.
 
 Links sent before this format were `<base64url(canonical email)>.<base64url(hmac)>` (another HMAC
 context). `read_token` still honours them so old emails keep working; nothing makes new ones.
+The reminder to confirm a signature is no delivery: its link is `s<signature id>.<hmac>`.
 What a token names is recorded by the intake as a field of the pending-unsubscribes hash:
-`delivery:<id>` for a delivery, the canonical email for an old link (`pending_field`).
+`delivery:<id>`, `signature:<id>`, or the canonical email for an old link (`pending_field`).
 """
 
 from __future__ import annotations
@@ -64,30 +65,31 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _delivery_mac(secret: str, delivery_id: int) -> bytes:
-    return hmac.new(secret.encode(), _DELIVERY_CONTEXT + str(delivery_id).encode(), hashlib.sha256).digest()
+def _mac(secret: str, context: bytes, named: str) -> bytes:
+    return hmac.new(secret.encode(), context + named.encode(), hashlib.sha256).digest()
 
 
 def _address_mac(secret: str, canonical_email: str) -> bytes:
-    return hmac.new(secret.encode(), _ADDRESS_CONTEXT + canonical_email.encode(), hashlib.sha256).digest()
+    return _mac(secret, _ADDRESS_CONTEXT, canonical_email)
+
+
+def _genuine(mac: bytes, keys: tuple[str, ...], context: bytes, named: str) -> bool:
+    """`mac` was made for `named` in `context` with one of `keys` (the current, the previous)."""
+    return any(hmac.compare_digest(mac, _mac(key, context, named)) for key in keys)
 
 
 def make_token(secret: str, delivery_id: int) -> str:
     """The token for the unsubscribe link of delivery `delivery_id` (a positive row id)."""
     if delivery_id < 0:
         raise ValueError("a delivery id is never negative")
-    return f"{delivery_id}.{_b64(_delivery_mac(secret, delivery_id))}"
-
-
-def _signature_mac(secret: str, signature_id: int) -> bytes:
-    return hmac.new(secret.encode(), _SIGNATURE_CONTEXT + str(signature_id).encode(), hashlib.sha256).digest()
+    return f"{delivery_id}.{_b64(_mac(secret, _DELIVERY_CONTEXT, str(delivery_id)))}"
 
 
 def make_signature_token(secret: str, signature_id: int) -> str:
     """The unsubscribe token of the reminder to confirm signature `signature_id`."""
     if signature_id <= 0:
         raise ValueError("a signature id is positive")
-    return f"s{signature_id}.{_b64(_signature_mac(secret, signature_id))}"
+    return f"s{signature_id}.{_b64(_mac(secret, _SIGNATURE_CONTEXT, str(signature_id)))}"
 
 
 def read_token(secret: str, token: str, previous: str = "") -> Unsubscriber | None:
@@ -103,15 +105,12 @@ def read_token(secret: str, token: str, previous: str = "") -> Unsubscriber | No
     if _b64(mac) != mac_part:  # one spelling per token: base64 forgives stray padding bits
         return None
     keys = (secret, previous) if previous else (secret,)
-    if _DELIVERY_ID.fullmatch(left):
-        delivery_id = int(left)
-        if any(hmac.compare_digest(mac, _delivery_mac(key, delivery_id)) for key in keys):
-            return DeliveryToken(delivery_id)
+    if _DELIVERY_ID.fullmatch(left) and _genuine(mac, keys, _DELIVERY_CONTEXT, left):
+        return DeliveryToken(int(left))
     signature = _SIGNATURE_ID.fullmatch(left)
     if signature:
-        signature_id = int(signature.group(1))
-        genuine = any(hmac.compare_digest(mac, _signature_mac(key, signature_id)) for key in keys)
-        return SignatureToken(signature_id) if genuine else None
+        genuine = _genuine(mac, keys, _SIGNATURE_CONTEXT, signature.group(1))
+        return SignatureToken(int(signature.group(1))) if genuine else None
     return _read_address_token(keys, left, mac)
 
 
@@ -123,8 +122,7 @@ def _read_address_token(keys: tuple[str, ...], email_part: str, mac: bytes) -> A
         return None
     if not email or _b64(email.encode()) != email_part:
         return None
-    genuine = any(hmac.compare_digest(mac, _address_mac(key, email)) for key in keys)
-    return AddressToken(email) if genuine else None
+    return AddressToken(email) if _genuine(mac, keys, _ADDRESS_CONTEXT, email) else None
 
 
 def pending_field(who: Unsubscriber) -> str:
@@ -138,13 +136,16 @@ def pending_field(who: Unsubscriber) -> str:
 
 def signature_of_field(field: str) -> int | None:
     """The signature id a pending field names, or None when it names something else."""
-    rest = field.removeprefix(SIGNATURE_FIELD_PREFIX)
-    return int(rest) if rest != field and _DELIVERY_ID.fullmatch(rest) else None
+    return _id_of_field(field, SIGNATURE_FIELD_PREFIX)
 
 
 def delivery_of_field(field: str) -> int | None:
-    """The delivery id a pending field names, or None when it is an old link's address."""
-    rest = field.removeprefix(DELIVERY_FIELD_PREFIX)
+    """The delivery id a pending field names, or None when it names something else."""
+    return _id_of_field(field, DELIVERY_FIELD_PREFIX)
+
+
+def _id_of_field(field: str, prefix: str) -> int | None:
+    rest = field.removeprefix(prefix)
     return int(rest) if rest != field and _DELIVERY_ID.fullmatch(rest) else None
 
 
