@@ -80,28 +80,20 @@ def set_confirm_email(engine: Engine, registry: Registry, petition_id: int, on: 
     """Switch email-confirmation mode. Signatures already counted stay counted; from the next
     batch on, new ones are stored `pending` (on) or `validated` (off). Pending signatures made
     before a switch off can still be confirmed by their link."""
-    with engine.begin() as conn:
-        changed = conn.execute(
-            update(petitions)
-            .where(petitions.c.id == petition_id)
-            .values(confirm_email=on)
-            .returning(petitions.c.id)
-        ).first()
-        if changed is None:
-            raise PetitionNotFound(f"no petition {petition_id}")
-        card = _cards(conn, petition_id)[0]
-    registry.publish([card])
-    return card
+    return _update(engine, registry, petition_id, confirm_email=on)
 
 
 def set_status(engine: Engine, registry: Registry, petition_id: int, status: str) -> PetitionCard:
     """Close a petition or mark it a victory; the intake refuses new signatures at once."""
+    closed_at = func.coalesce(petitions.c.closed_at, func.now())
+    return _update(engine, registry, petition_id, status=status, closed_at=closed_at)
+
+
+def _update(engine: Engine, registry: Registry, petition_id: int, **values: object) -> PetitionCard:
+    """Set `values` on the petition and publish its card; `PetitionNotFound` when there is none."""
     with engine.begin() as conn:
         changed = conn.execute(
-            update(petitions)
-            .where(petitions.c.id == petition_id)
-            .values(status=status, closed_at=func.coalesce(petitions.c.closed_at, func.now()))
-            .returning(petitions.c.id)
+            update(petitions).where(petitions.c.id == petition_id).values(**values).returning(petitions.c.id)
         ).first()
         if changed is None:
             raise PetitionNotFound(f"no petition {petition_id}")

@@ -17,6 +17,7 @@ from worker.reminders import cli as reminders_cli
 from worker.settings import InsecureSecrets, Settings, settings_error
 
 Command = Callable[[argparse.Namespace, Settings], int]
+CELERY = [sys.executable, "-m", "celery", "-A", "worker"]  # the app in worker/celery.py
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -108,11 +109,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker",
+        *CELERY,
         "worker",
         "-Q",
         args.queues,
@@ -127,11 +124,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
     argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker",
+        *CELERY,
         "beat",
         "--loglevel",
         settings.log_level,
